@@ -1,0 +1,3 @@
+from globscope.cli import main
+
+raise SystemExit(main())
