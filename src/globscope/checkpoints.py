@@ -1,0 +1,297 @@
+"""Checkpoint sets: a folder of saved networks and the manifest that names them.
+
+``manifest.json`` lists every checkpoint: its file (relative to the folder), run/variant,
+epoch or step and task. Files are read without running pickled code: PyTorch files through
+``torch.load(weights_only=True)``, ``.safetensors`` and ``.npz`` (``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from globscope.errors import GlobscopeError
+from globscope.fileio import hash_json, write_json
+from globscope.layout import ParameterLayout
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "globscope-checkpoint-set"
+TORCH_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin"}
+SUFFIXES = TORCH_SUFFIXES | {".safetensors", ".npz"}
+# Keys under which training code nests the model's state dict (Lightning: "state_dict").
+NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+# Names of buffers when no model is at hand to tell them apart from parameters.
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def read_file(path) -> dict:
+    """Every tensor in a checkpoint file, without running pickled code.
+
+    Returns
+    -------
+    dict
+        The file's top-level object (a state dict, or a dict that holds one).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GlobscopeError(f"{path}: checkpoint file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: torch.from_numpy(z[k].copy()) for k in z.files}
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise GlobscopeError(
+            f"{path}: refused to load: the file holds pickled objects other than tensors, which "
+            f"could run code ({first})") from None
+    except (OSError, RuntimeError, ValueError, EOFError) as e:
+        raise GlobscopeError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def extract_state_dict(obj, prefix: str | None = None, source: str = "checkpoint") -> dict:
+    """The model's state dict inside a loaded checkpoint.
+
+    Accepts a bare state dict or a dict holding one under ``state_dict``, ``model_state_dict``
+    or ``model`` (optimizer state and other entries are ignored). With ``prefix`` (Lightning's
+    ``model.``), keys with it are kept without it and other keys dropped; without, a prefix
+    ``module.`` (DataParallel) or ``_orig_mod.`` (torch.compile) shared by every key is removed.
+    """
+    state = None
+    if isinstance(obj, dict):
+        for key in NESTED_KEYS:
+            if isinstance(obj.get(key), dict):
+                state = obj[key]
+                break
+        else:
+            state = obj
+    if not isinstance(state, dict):
+        raise GlobscopeError(f"{source}: holds no state dict (found {type(obj).__name__})")
+    state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise GlobscopeError(f"{source}: no key starts with prefix {prefix!r}")
+    else:
+        for auto in ("module.", "_orig_mod."):
+            if state and all(k.startswith(auto) for k in state):
+                state = {k[len(auto):]: v for k, v in state.items()}
+    if not state:
+        raise GlobscopeError(f"{source}: holds no tensors")
+    return state
+
+
+@dataclass
+class Checkpoint:
+    """One manifest entry."""
+
+    file: str
+    run: str
+    epoch: int | None = None
+    step: int | None = None
+    task: str | None = None
+    variant: str | None = None
+    metrics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"file": self.file, "run": self.run, "variant": self.variant or self.run,
+             "epoch": self.epoch, "step": self.step, "task": self.task}
+        if self.metrics:
+            d["metrics"] = self.metrics
+        return d
+
+
+class CheckpointSet:
+    """A folder of checkpoints described by ``manifest.json``.
+
+    Parameters
+    ----------
+    root : path
+        The folder.
+    checkpoints : list of Checkpoint
+    task : str, optional
+        Default task of entries that name none.
+    prefix : str, optional
+        Key prefix to strip from every state dict (see ``extract_state_dict``).
+    meta : dict
+        Anything else the manifest holds (e.g. the variants' hyper-parameters).
+    """
+
+    def __init__(self, root, checkpoints, task=None, prefix=None, meta=None):
+        self.root = Path(root)
+        self.checkpoints = list(checkpoints)
+        self.task = task
+        self.prefix = prefix
+        self.meta = dict(meta or {})
+        if not self.checkpoints:
+            raise GlobscopeError(f"{self.root}: empty checkpoint set (no checkpoints listed)")
+
+    def __len__(self) -> int:
+        return len(self.checkpoints)
+
+    @classmethod
+    def open(cls, root, prefix: str | None = None) -> "CheckpointSet":
+        """Read ``root/manifest.json`` (``root`` may also be the manifest itself)."""
+        root = Path(root)
+        if root.is_file() and root.name == MANIFEST:
+            root = root.parent
+        path = root / MANIFEST
+        if not root.is_dir():
+            raise GlobscopeError(f"{root}: checkpoint set folder not found")
+        if not path.is_file():
+            raise GlobscopeError(
+                f"{root}: no {MANIFEST}; index the folder first with `globscope index {root}`")
+        import json
+
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise GlobscopeError(f"{path}: unreadable manifest ({e})") from None
+        entries = m.get("checkpoints")
+        if not isinstance(entries, list):
+            raise GlobscopeError(f"{path}: manifest has no 'checkpoints' list")
+        cks = []
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict) or "file" not in e:
+                raise GlobscopeError(f"{path}: checkpoint entry {i} has no 'file'")
+            run = e.get("run") or e.get("variant")
+            if run is None:
+                raise GlobscopeError(f"{path}: checkpoint entry {i} ({e['file']}) has no 'run' or 'variant'")
+            cks.append(Checkpoint(file=e["file"], run=str(run), epoch=e.get("epoch"), step=e.get("step"),
+                                  task=e.get("task"), variant=e.get("variant"),
+                                  metrics=e.get("metrics") or {}))
+        meta = {k: v for k, v in m.items() if k not in ("checkpoints", "task", "prefix")}
+        return cls(root, cks, task=m.get("task"), prefix=prefix or m.get("prefix"), meta=meta)
+
+    def save(self) -> Path:
+        """Write ``manifest.json`` atomically."""
+        m = {"format": FORMAT, "version": 1, **self.meta, "task": self.task}
+        if self.prefix:
+            m["prefix"] = self.prefix
+        m["checkpoints"] = [c.to_dict() for c in self.checkpoints]
+        write_json(self.root / MANIFEST, m)
+        return self.root / MANIFEST
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def tasks(self) -> list[str]:
+        return sorted({c.task or self.task for c in self.checkpoints if (c.task or self.task)})
+
+    @property
+    def runs(self) -> list[str]:
+        """Run names in order of first appearance."""
+        return list(dict.fromkeys(c.run for c in self.checkpoints))
+
+    def path(self, i: int) -> Path:
+        return self.root / self.checkpoints[i].file
+
+    def state_dict(self, i: int) -> dict:
+        """State dict of checkpoint ``i`` (parameters and buffers)."""
+        p = self.path(i)
+        return extract_state_dict(read_file(p), self.prefix, source=str(p))
+
+    def layout(self, module: torch.nn.Module | None = None) -> ParameterLayout:
+        """The set's layout: the module's if given, else inferred from the first checkpoint."""
+        if module is not None:
+            return ParameterLayout.from_module(module)
+        state = self.state_dict(0)
+        return ParameterLayout.from_state_dict(
+            state, [k for k in state if k.rsplit(".", 1)[-1] in BUFFER_SUFFIXES])
+
+    def fingerprint(self) -> str:
+        """Hash of the manifest and every file's size and mtime (cheap cache key)."""
+        stats = []
+        for c in self.checkpoints:
+            p = self.root / c.file
+            st = p.stat() if p.exists() else None
+            stats.append([c.file, st.st_size if st else None, st.st_mtime_ns if st else None])
+        return hash_json([c.to_dict() for c in self.checkpoints] + stats)
+
+    def load_weights(self, layout: ParameterLayout | None = None, out=None,
+                     progress: Callable[[float], None] | None = None):
+        """Stream every checkpoint into one matrix.
+
+        Parameters
+        ----------
+        layout : ParameterLayout, optional
+            Defaults to ``self.layout()``; every checkpoint must fit it.
+        out : path, optional
+            Memory-map W there (``.npy``) instead of holding it in RAM: large sets are
+            written row by row and never held twice.
+        progress : callable(float), optional
+            Called with the fraction done.
+
+        Returns
+        -------
+        W : ndarray of shape (N, D), float32
+        buffers : list of dict
+            Per checkpoint, its buffers (e.g. BatchNorm statistics) as float tensors.
+        """
+        layout = layout or self.layout()
+        shape = (len(self), layout.n_params)
+        if out is not None:
+            W = np.lib.format.open_memmap(str(out), mode="w+", dtype=np.float32, shape=shape)
+        else:
+            W = np.empty(shape, dtype=np.float32)
+        buffers = []
+        for i in range(len(self)):
+            state = self.state_dict(i)
+            layout.flatten(state, out=W[i], source=str(self.path(i)))
+            buffers.append({k: state[k] for k in layout.buffers if k in state})
+            if progress:
+                progress((i + 1) / len(self))
+        if out is not None:
+            W.flush()
+        return W, buffers
+
+
+_NUMBERED = re.compile(r"^(?P<kind>epoch|step|ep|iter|it)[_-]?(?P<n>\d+)$", re.IGNORECASE)
+
+
+def index_folder(root, task: str | None = None, prefix: str | None = None) -> CheckpointSet:
+    """Index a tree ``VARIANT/epoch_K.pt`` (or ``step_K``, any supported suffix) into a manifest.
+
+    Files are ordered by run, then number. The manifest is written to ``root/manifest.json``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise GlobscopeError(f"{root}: not a folder")
+    found = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in SUFFIXES:
+            continue
+        rel = p.relative_to(root)
+        run = rel.parts[0] if len(rel.parts) > 1 else "run"
+        m = _NUMBERED.match(p.stem)
+        if m is None:
+            log.warning("%s: skipped (name is not epoch_K or step_K)", p)
+            continue
+        n = int(m["n"])
+        kind = "step" if m["kind"].lower() in ("step", "iter", "it") else "epoch"
+        found.append((run, kind, n, rel.as_posix()))
+    if not found:
+        raise GlobscopeError(f"{root}: no checkpoint files named VARIANT/epoch_K.<pt|pth|ckpt|safetensors|npz>")
+    found.sort(key=lambda t: (t[0], t[2]))
+    cks = [Checkpoint(file=f, run=run, variant=run, task=task, **{kind: n}) for run, kind, n, f in found]
+    cs = CheckpointSet(root, cks, task=task, prefix=prefix)
+    cs.save()
+    return cs

@@ -1,0 +1,167 @@
+"""The paper's autoencoder: encoder D→128→64→16→d, mirrored decoder, MSE reconstruction loss."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from globscope.errors import GlobscopeError
+from globscope.manifolds.base import Manifold
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def build_mlp(widths: list[int], activation: str) -> nn.Sequential:
+    """Linear layers through ``widths`` with ``activation`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class AutoencoderManifold(Manifold):
+    """Autoencoder manifold of network weights.
+
+    Parameters
+    ----------
+    dim : int
+        Latent dimension d (2, 3 or 4).
+    hidden : tuple of int
+        Encoder widths after the input; the decoder mirrors them. The paper's (128, 64, 16).
+    activation : {"elu", "relu", "tanh", "gelu"}
+        Non-linearity. ELU keeps the decoder smooth, so the loss field has no kinks of its own.
+    epochs : int
+        Most full passes over the training models.
+    lr : float
+        Adam's learning rate.
+    batch_size : int or None
+        Models per step; None trains on all models at once.
+    weight_decay : float
+        Adam's weight decay; 0 (no extra regularisation) as in the paper.
+    val_fraction : float
+        Share of models held out for early stopping (0 disables it).
+    patience : int
+        Epochs without a better held-out loss before stopping.
+    standardize : {"global", "feature", "none"}
+        Input standardisation, stored with the model (see ``Standardizer``).
+    seed : int
+        Seeds initialisation, the held-out split and batch order: fits are deterministic.
+    device : str or None
+        "cpu", "cuda", …; None picks CUDA when available.
+    """
+
+    method = "autoencoder"
+
+    def __init__(self, dim=2, hidden=(128, 64, 16), activation="elu", epochs=4000, lr=1e-3,
+                 batch_size=None, weight_decay=0.0, val_fraction=0.1, patience=400,
+                 standardize="global", seed=0, device=None):
+        self.dim = dim
+        self.hidden = tuple(hidden)
+        self.activation = activation
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.standardize = standardize
+        self.seed = seed
+        self.device = device
+        if activation not in ACTIVATIONS:
+            raise GlobscopeError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
+
+    def _device(self) -> torch.device:
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def _build(self, D: int):
+        torch.manual_seed(self.seed)
+        widths = [D, *self.hidden, self.dim]
+        self.encoder_ = build_mlp(widths, self.activation)
+        self.decoder_ = build_mlp(widths[::-1], self.activation)
+
+    def _fit(self, X, progress=None):
+        dev = self._device()
+        rng = np.random.default_rng(self.seed)
+        n = len(X)
+        n_val = int(round(self.val_fraction * n)) if self.val_fraction > 0 else 0
+        perm = rng.permutation(n)
+        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+        self._build(X.shape[1])
+        enc, dec = self.encoder_.to(dev), self.decoder_.to(dev)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
+        Xtr, Xval = Xt[tr_idx], Xt[val_idx]
+        params = list(enc.parameters()) + list(dec.parameters())
+        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        bs = self.batch_size or len(Xtr)
+        gen = torch.Generator().manual_seed(self.seed)
+        best, best_epoch, best_state = np.inf, 0, None
+        history = []
+        for epoch in range(self.epochs):
+            enc.train(), dec.train()
+            order = torch.randperm(len(Xtr), generator=gen).to(dev) if bs < len(Xtr) else None
+            for s in range(0, len(Xtr), bs):
+                xb = Xtr if order is None else Xtr[order[s:s + bs]]
+                loss = torch.mean((dec(enc(xb)) - xb) ** 2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                monitor = Xval if n_val else Xtr
+                score = float(torch.mean((dec(enc(monitor)) - monitor) ** 2))
+            history.append(score)
+            if score < best:
+                best, best_epoch = score, epoch
+                best_state = [p.detach().clone() for p in params]
+            elif epoch - best_epoch >= self.patience:
+                break
+            if progress and epoch % 20 == 0:
+                progress(epoch / self.epochs)
+        with torch.no_grad():
+            for p, b in zip(params, best_state):
+                p.copy_(b)
+        self.encoder_, self.decoder_ = enc.cpu().eval(), dec.cpu().eval()
+        self.n_epochs_ = epoch + 1
+        self.best_epoch_ = best_epoch
+        self.monitor_loss_ = best
+        self.history_ = np.asarray(history)
+        log.info("autoencoder: %d epochs, best held-out loss %.3g at epoch %d", epoch + 1, best, best_epoch)
+        if progress:
+            progress(1.0)
+
+    @torch.no_grad()
+    def _transform(self, X):
+        return self.encoder_(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+
+    @torch.no_grad()
+    def _inverse(self, Z):
+        return self.decoder_(torch.as_tensor(Z, dtype=torch.float32)).double().numpy()
+
+    def decoder_torch(self, device=None):
+        """The decoder with standardisation folded in: latent (B, d) tensor -> weights (B, D) tensor.
+
+        For decoding on a device without numpy round trips (the loss-field engine).
+        """
+        mean = torch.as_tensor(self.scaler_.mean_, dtype=torch.float32, device=device)
+        scale = torch.as_tensor(self.scaler_.scale_, dtype=torch.float32, device=device)
+        dec = self.decoder_.to(device)
+        return lambda z: dec(z) * scale + mean
+
+    def _state(self) -> dict:
+        return {"encoder": self.encoder_.state_dict(), "decoder": self.decoder_.state_dict(),
+                "n_epochs_": self.n_epochs_, "best_epoch_": self.best_epoch_,
+                "monitor_loss_": self.monitor_loss_, "history_": torch.from_numpy(self.history_)}
+
+    def _load_state(self, s: dict) -> None:
+        self._build(self.n_features_in_)
+        self.encoder_.load_state_dict(s["encoder"])
+        self.decoder_.load_state_dict(s["decoder"])
+        self.encoder_.eval(), self.decoder_.eval()
+        self.n_epochs_, self.best_epoch_ = s["n_epochs_"], s["best_epoch_"]
+        self.monitor_loss_, self.history_ = s["monitor_loss_"], s["history_"].numpy()

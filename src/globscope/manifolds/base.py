@@ -1,0 +1,165 @@
+"""The manifold contract (scikit-learn's): ``fit(W) -> self``, ``transform(W) -> Z``,
+``inverse_transform(Z) -> W``; hyper-parameters stored verbatim, learned state in trailing-underscore
+attributes. Saved files hold tensors and plain values only and load with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from globscope.errors import GlobscopeError
+from globscope.fileio import atomic_path
+
+FORMAT = "globscope-manifold"
+
+
+class Standardizer:
+    """Centre each weight coordinate; scale by one global factor (``"global"``), per coordinate
+    (``"feature"``) or not at all (``"none"``).
+
+    The global scale keeps squared error in standardised units proportional to squared error in
+    weight space, so a model that minimises its training loss minimises the reported
+    reconstruction MSE; per-coordinate scaling would amplify coordinates that barely move.
+    """
+
+    MODES = ("global", "feature", "none")
+
+    def __init__(self, mode: str = "global"):
+        if mode not in self.MODES:
+            raise GlobscopeError(f"standardize must be one of {self.MODES}, not {mode!r}")
+        self.mode = mode
+
+    def fit(self, W: np.ndarray) -> "Standardizer":
+        W = np.asarray(W, dtype=np.float64)
+        self.mean_ = W.mean(0)
+        if self.mode == "global":
+            self.scale_ = np.full(W.shape[1], np.sqrt(((W - self.mean_) ** 2).mean()) or 1.0)
+        elif self.mode == "feature":
+            s = W.std(0)
+            self.scale_ = np.where(s > 0, s, 1.0)
+        else:
+            self.mean_[:] = 0.0
+            self.scale_ = np.ones(W.shape[1])
+        return self
+
+    def transform(self, W):
+        return (np.asarray(W, dtype=np.float64) - self.mean_) / self.scale_
+
+    def inverse_transform(self, X):
+        return np.asarray(X, dtype=np.float64) * self.scale_ + self.mean_
+
+    def state(self) -> dict:
+        return {"mode": self.mode, "mean_": torch.from_numpy(self.mean_), "scale_": torch.from_numpy(self.scale_)}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "Standardizer":
+        obj = cls(s["mode"])
+        obj.mean_, obj.scale_ = s["mean_"].numpy(), s["scale_"].numpy()
+        return obj
+
+
+class Manifold:
+    """Base of all manifolds: parameter handling, checks, ``fit_transform``, save/load.
+
+    Subclasses implement ``_fit(X)``, ``_transform(X)``, ``_inverse(Z)`` on standardised weights
+    and ``_state()`` / ``_load_state(s)`` for their learned state.
+    """
+
+    method: str = ""
+
+    # -- scikit-learn's parameter contract --------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- contract ----------------------------------------------------------------------------
+    def fit(self, W, progress=None) -> "Manifold":
+        """Learn the map from weights W of shape (N, D)."""
+        W = self._check(W, fitted=False)
+        self.n_features_in_ = W.shape[1]
+        self.scaler_ = Standardizer(getattr(self, "standardize", "global")).fit(W)
+        self._fit(self.scaler_.transform(W), progress=progress)
+        return self
+
+    def transform(self, W) -> np.ndarray:
+        """Latent coordinates Z of shape (N, dim) of weights W of shape (N, D)."""
+        W = self._check(W)
+        return np.asarray(self._transform(self.scaler_.transform(W)), dtype=np.float64)
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Weights of shape (N, D), float32, decoded from latent points Z of shape (N, dim)."""
+        self._check_fitted()
+        Z = np.atleast_2d(np.asarray(Z, dtype=np.float64))
+        if Z.shape[1] != self.dim:
+            raise GlobscopeError(f"latent points have {Z.shape[1]} coordinates, the manifold has {self.dim}")
+        return self.scaler_.inverse_transform(self._inverse(Z)).astype(np.float32)
+
+    def fit_transform(self, W, progress=None) -> np.ndarray:
+        return self.fit(W, progress=progress).transform(W)
+
+    def reconstruction_mse(self, W) -> float:
+        """Mean squared error of ``inverse_transform(transform(W))`` in the original weight space."""
+        W = np.asarray(W, dtype=np.float32)
+        return float(np.mean((self.inverse_transform(self.transform(W)).astype(np.float64) - W) ** 2))
+
+    def _check_fitted(self):
+        if not hasattr(self, "scaler_"):
+            raise GlobscopeError(f"{type(self).__name__} is not fitted yet: call fit(W) first")
+
+    def _check(self, W, fitted=True) -> np.ndarray:
+        if fitted:
+            self._check_fitted()
+        W = np.asarray(W)
+        if W.ndim != 2:
+            raise GlobscopeError(f"weights must be a 2-D array (N, D), got shape {W.shape}")
+        if fitted and W.shape[1] != self.n_features_in_:
+            raise GlobscopeError(f"weights have D={W.shape[1]}, the manifold was fitted on D={self.n_features_in_}")
+        if not fitted and W.shape[0] < self.dim + 2:
+            raise GlobscopeError(f"need at least {self.dim + 2} models to fit a {self.dim}-D manifold, got {W.shape[0]}")
+        return W
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the manifold (tensors and plain values only) atomically."""
+        self._check_fitted()
+        blob = {"format": FORMAT, "version": 1, "method": self.method, "params": self.get_params(),
+                "n_features_in_": self.n_features_in_, "scaler_": self.scaler_.state(),
+                "state_": self._state(), "meta": getattr(self, "meta_", {})}
+        with atomic_path(path) as tmp:
+            torch.save(blob, tmp)
+        return Path(path)
+
+
+def load_manifold(path) -> Manifold:
+    """Load a manifold saved by ``Manifold.save`` (no pickled code is run)."""
+    from globscope.manifolds import METHODS
+
+    path = Path(path)
+    if not path.is_file():
+        raise GlobscopeError(f"{path}: manifold file not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read is the file's problem
+        raise GlobscopeError(f"{path}: not a readable Globscope manifold ({type(e).__name__}: {e})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise GlobscopeError(f"{path}: not a Globscope manifold file")
+    cls = METHODS.get(blob["method"])
+    if cls is None:
+        raise GlobscopeError(f"{path}: unknown manifold method {blob['method']!r}")
+    obj = cls(**blob["params"])
+    obj.n_features_in_ = blob["n_features_in_"]
+    obj.scaler_ = Standardizer.from_state(blob["scaler_"])
+    obj.meta_ = blob.get("meta", {})
+    obj._load_state(blob["state_"])
+    return obj

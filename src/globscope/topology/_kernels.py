@@ -1,0 +1,228 @@
+"""Compiled (numba) kernels of the topology engine. Private: use the public modules.
+
+All kernels work on flat arrays in VTK vertex order. ``rank[v]`` is the position of vertex ``v``
+in the total vertex order (``-1`` for masked vertices), ``verts`` the unmasked vertices sorted by
+rank. ``dims``, ``strides`` (length 4) and ``offs`` (K x 4) describe the grid
+(:mod:`globscope.topology.grid`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NJ = dict(cache=True, nogil=True)
+
+
+@njit(**NJ)
+def neighbors(v, dims, strides, offs, rank, out_u, out_slot):
+    """Unmasked neighbours of ``v``; returns their count, fills ``out_u`` / ``out_slot``."""
+    c0 = (v // strides[0]) % dims[0]
+    c1 = (v // strides[1]) % dims[1]
+    c2 = (v // strides[2]) % dims[2]
+    c3 = (v // strides[3]) % dims[3]
+    n = 0
+    for k in range(offs.shape[0]):
+        a = c0 + offs[k, 0]
+        b = c1 + offs[k, 1]
+        c = c2 + offs[k, 2]
+        d = c3 + offs[k, 3]
+        if a < 0 or a >= dims[0] or b < 0 or b >= dims[1]:
+            continue
+        if c < 0 or c >= dims[2] or d < 0 or d >= dims[3]:
+            continue
+        u = v + offs[k, 0] * strides[0] + offs[k, 1] * strides[1] + offs[k, 2] * strides[2] \
+            + offs[k, 3] * strides[3]
+        if rank[u] < 0:
+            continue
+        out_u[n] = u
+        out_slot[n] = k
+        n += 1
+    return n
+
+
+@njit(**NJ)
+def _find(parent, x):
+    r = x
+    while parent[r] != r:
+        r = parent[r]
+    while parent[x] != r:
+        nxt = parent[x]
+        parent[x] = r
+        x = nxt
+    return r
+
+
+@njit(**NJ)
+def join_sweep(rank, verts, dims, strides, offs):
+    """Union-find sweep of the sublevel sets: persistence pairs, join tree and segmentation.
+
+    Returns
+    -------
+    pair_birth, pair_death : int64 (n_pairs,)   finite minimum-saddle pairs (elder rule)
+    node_vertex : int64 (n_nodes,)              tree nodes in increasing vertex order
+    arc_down, arc_up : int64 (n_arcs,)          node indices, arcs in creation order
+    seg : int64 (N,)                            arc (creation index) of every vertex, -1 masked
+    comp_min, comp_max : int64 (n_components,)  essential pairs: component minimum and maximum
+    """
+    N = rank.shape[0]
+    K = offs.shape[0]
+    parent = np.empty(N, dtype=np.int64)
+    for i in range(N):
+        parent[i] = -1
+    cmin = np.empty(N, dtype=np.int64)   # minimum vertex of a component (at its root)
+    carc = np.empty(N, dtype=np.int64)   # current (open) arc of a component (at its root)
+    seg = np.full(N, -1, dtype=np.int64)
+    pb = np.empty(N // 2 + 2, dtype=np.int64)
+    pd = np.empty(N // 2 + 2, dtype=np.int64)
+    node_vertex = np.empty(N, dtype=np.int64)
+    arc_down = np.empty(N, dtype=np.int64)
+    arc_up = np.full(N, -1, dtype=np.int64)
+    nu = np.empty(K, dtype=np.int64)
+    ns = np.empty(K, dtype=np.int64)
+    roots = np.empty(K, dtype=np.int64)
+    n_pairs = 0
+    n_nodes = 0
+    n_arcs = 0
+    for idx in range(verts.shape[0]):
+        v = verts[idx]
+        rv = rank[v]
+        m = neighbors(v, dims, strides, offs, rank, nu, ns)
+        nr = 0
+        for t in range(m):
+            u = nu[t]
+            if rank[u] < rv:
+                r = _find(parent, u)
+                dup = False
+                for q in range(nr):
+                    if roots[q] == r:
+                        dup = True
+                        break
+                if not dup:
+                    roots[nr] = r
+                    nr += 1
+        if nr == 0:
+            # minimum: new component, new node, new arc
+            parent[v] = v
+            cmin[v] = v
+            node_vertex[n_nodes] = v
+            arc_down[n_arcs] = n_nodes
+            carc[v] = n_arcs
+            seg[v] = n_arcs
+            n_nodes += 1
+            n_arcs += 1
+        elif nr == 1:
+            r = roots[0]
+            parent[v] = r
+            seg[v] = carc[r]
+        else:
+            # join saddle: the component with the oldest minimum survives (elder rule)
+            best = roots[0]
+            for q in range(1, nr):
+                if rank[cmin[roots[q]]] < rank[cmin[best]]:
+                    best = roots[q]
+            node_vertex[n_nodes] = v
+            for q in range(nr):
+                r = roots[q]
+                arc_up[carc[r]] = n_nodes
+                if r != best:
+                    pb[n_pairs] = cmin[r]
+                    pd[n_pairs] = v
+                    n_pairs += 1
+                    parent[r] = best
+            parent[v] = best
+            arc_down[n_arcs] = n_nodes
+            carc[best] = n_arcs
+            seg[v] = n_arcs
+            n_nodes += 1
+            n_arcs += 1
+    # roots: one per connected component; its maximum is the last vertex of the component
+    comp_root = np.full(N, -1, dtype=np.int64)
+    comp_max_v = np.empty(N, dtype=np.int64)
+    n_comp = 0
+    for idx in range(verts.shape[0] - 1, -1, -1):
+        v = verts[idx]
+        r = _find(parent, v)
+        if comp_root[r] == -1:
+            comp_root[r] = n_comp
+            comp_max_v[n_comp] = v
+            n_comp += 1
+    comp_min = np.empty(n_comp, dtype=np.int64)
+    comp_max = np.empty(n_comp, dtype=np.int64)
+    # close each component's last arc at a root node placed on its maximum
+    # (components in order of their maximum, so that node ids stay in vertex order)
+    for c in range(n_comp - 1, -1, -1):
+        vmax = comp_max_v[c]
+        r = _find(parent, vmax)
+        comp_min[n_comp - 1 - c] = cmin[r]
+        comp_max[n_comp - 1 - c] = vmax
+    # root nodes must be inserted in vertex order among the other nodes: all nodes so far are
+    # strictly below each component maximum only within the component, so append and sort later
+    root_nodes_start = n_nodes
+    for c in range(n_comp):
+        vmax = comp_max[c]
+        r = _find(parent, vmax)
+        a = carc[r]
+        if node_vertex[arc_down[a]] == vmax:
+            # the maximum is itself a node (1-D join saddle on top): no arc above it
+            arc_up[a] = -2
+            continue
+        node_vertex[n_nodes] = vmax
+        arc_up[a] = n_nodes
+        n_nodes += 1
+    return (pb[:n_pairs].copy(), pd[:n_pairs].copy(), node_vertex[:n_nodes].copy(),
+            arc_down[:n_arcs].copy(), arc_up[:n_arcs].copy(), seg, comp_min, comp_max,
+            root_nodes_start)
+
+
+@njit(**NJ)
+def link_components(rank, dims, strides, offs, adj, boundary_out, lower_out, upper_out):
+    """Number of connected components of the lower and the upper link of every vertex."""
+    N = rank.shape[0]
+    K = offs.shape[0]
+    nu = np.empty(K, dtype=np.int64)
+    ns = np.empty(K, dtype=np.int64)
+    lab = np.empty(K, dtype=np.int64)
+    side = np.empty(K, dtype=np.int8)
+    for v in range(N):
+        if rank[v] < 0:
+            lower_out[v] = -1
+            upper_out[v] = -1
+            continue
+        on_b = False
+        for a in range(4):
+            if dims[a] > 1:
+                c = (v // strides[a]) % dims[a]
+                if c == 0 or c == dims[a] - 1:
+                    on_b = True
+        boundary_out[v] = on_b
+        m = neighbors(v, dims, strides, offs, rank, nu, ns)
+        rv = rank[v]
+        for t in range(m):
+            lab[t] = t
+            side[t] = 1 if rank[nu[t]] > rv else 0
+        # union neighbours on the same side joined by a link edge
+        for t in range(m):
+            for w in range(t + 1, m):
+                if side[t] == side[w] and adj[ns[t], ns[w]]:
+                    a = t
+                    while lab[a] != a:
+                        a = lab[a]
+                    b = w
+                    while lab[b] != b:
+                        b = lab[b]
+                    if a != b:
+                        if a < b:
+                            lab[b] = a
+                        else:
+                            lab[a] = b
+        nl = 0
+        nh = 0
+        for t in range(m):
+            if lab[t] == t:
+                if side[t] == 1:
+                    nh += 1
+                else:
+                    nl += 1
+        lower_out[v] = nl
+        upper_out[v] = nh
