@@ -66,3 +66,11 @@ def hash_json(obj) -> str:
     """Stable short hash of a JSON-able object (settings, input hashes)."""
     text = json.dumps(obj, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_json(path, default=None):
+    """The JSON object in ``path``, or ``default`` if it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default

@@ -5,6 +5,7 @@ attributes. Saved files hold tensors and plain values only and load with ``weigh
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +87,12 @@ class Manifold:
     # -- contract ----------------------------------------------------------------------------
     def fit(self, W, progress=None) -> "Manifold":
         """Learn the map from weights W of shape (N, D)."""
+        t0 = time.perf_counter()
         W = self._check(W, fitted=False)
         self.n_features_in_ = W.shape[1]
         self.scaler_ = Standardizer(getattr(self, "standardize", "global")).fit(W)
         self._fit(self.scaler_.transform(W), progress=progress)
+        self.fit_seconds_ = time.perf_counter() - t0
         return self
 
     def transform(self, W) -> np.ndarray:
@@ -134,7 +137,7 @@ class Manifold:
         """Write the manifold (tensors and plain values only) atomically."""
         self._check_fitted()
         blob = {"format": FORMAT, "version": 1, "method": self.method, "params": self.get_params(),
-                "n_features_in_": self.n_features_in_, "scaler_": self.scaler_.state(),
+                "n_features_in_": self.n_features_in_, "fit_seconds_": self.fit_seconds_, "scaler_": self.scaler_.state(),
                 "state_": self._state(), "meta": getattr(self, "meta_", {})}
         with atomic_path(path) as tmp:
             torch.save(blob, tmp)
@@ -159,6 +162,7 @@ def load_manifold(path) -> Manifold:
         raise GlobscopeError(f"{path}: unknown manifold method {blob['method']!r}")
     obj = cls(**blob["params"])
     obj.n_features_in_ = blob["n_features_in_"]
+    obj.fit_seconds_ = blob["fit_seconds_"]
     obj.scaler_ = Standardizer.from_state(blob["scaler_"])
     obj.meta_ = blob.get("meta", {})
     obj._load_state(blob["state_"])

@@ -60,6 +60,7 @@ def join_sweep(rank, verts, dims, strides, offs):
     Returns
     -------
     pair_birth, pair_death : int64 (n_pairs,)   finite minimum-saddle pairs (elder rule)
+    pair_elder : int64 (n_pairs,)               the older minimum that survives the merge
     node_vertex : int64 (n_nodes,)              tree nodes in increasing vertex order
     arc_down, arc_up : int64 (n_arcs,)          node indices, arcs in creation order
     seg : int64 (N,)                            arc (creation index) of every vertex, -1 masked
@@ -75,6 +76,7 @@ def join_sweep(rank, verts, dims, strides, offs):
     seg = np.full(N, -1, dtype=np.int64)
     pb = np.empty(N // 2 + 2, dtype=np.int64)
     pd = np.empty(N // 2 + 2, dtype=np.int64)
+    pe = np.empty(N // 2 + 2, dtype=np.int64)
     node_vertex = np.empty(N, dtype=np.int64)
     arc_down = np.empty(N, dtype=np.int64)
     arc_up = np.full(N, -1, dtype=np.int64)
@@ -128,6 +130,7 @@ def join_sweep(rank, verts, dims, strides, offs):
                 if r != best:
                     pb[n_pairs] = cmin[r]
                     pd[n_pairs] = v
+                    pe[n_pairs] = cmin[best]
                     n_pairs += 1
                     parent[r] = best
             parent[v] = best
@@ -136,7 +139,7 @@ def join_sweep(rank, verts, dims, strides, offs):
             seg[v] = n_arcs
             n_nodes += 1
             n_arcs += 1
-    # roots: one per connected component; its maximum is the last vertex of the component
+    # one root per connected component, placed on its maximum (the last vertex of it)
     comp_root = np.full(N, -1, dtype=np.int64)
     comp_max_v = np.empty(N, dtype=np.int64)
     n_comp = 0
@@ -149,16 +152,13 @@ def join_sweep(rank, verts, dims, strides, offs):
             n_comp += 1
     comp_min = np.empty(n_comp, dtype=np.int64)
     comp_max = np.empty(n_comp, dtype=np.int64)
-    # close each component's last arc at a root node placed on its maximum
-    # (components in order of their maximum, so that node ids stay in vertex order)
     for c in range(n_comp - 1, -1, -1):
         vmax = comp_max_v[c]
         r = _find(parent, vmax)
         comp_min[n_comp - 1 - c] = cmin[r]
         comp_max[n_comp - 1 - c] = vmax
-    # root nodes must be inserted in vertex order among the other nodes: all nodes so far are
-    # strictly below each component maximum only within the component, so append and sort later
-    root_nodes_start = n_nodes
+    # close each component's open arc at a root node on its maximum (node ids are put in
+    # vertex order by the caller when there are several components)
     for c in range(n_comp):
         vmax = comp_max[c]
         r = _find(parent, vmax)
@@ -170,9 +170,9 @@ def join_sweep(rank, verts, dims, strides, offs):
         node_vertex[n_nodes] = vmax
         arc_up[a] = n_nodes
         n_nodes += 1
-    return (pb[:n_pairs].copy(), pd[:n_pairs].copy(), node_vertex[:n_nodes].copy(),
-            arc_down[:n_arcs].copy(), arc_up[:n_arcs].copy(), seg, comp_min, comp_max,
-            root_nodes_start)
+    return (pb[:n_pairs].copy(), pd[:n_pairs].copy(), pe[:n_pairs].copy(),
+            node_vertex[:n_nodes].copy(), arc_down[:n_arcs].copy(), arc_up[:n_arcs].copy(), seg,
+            comp_min, comp_max)
 
 
 @njit(**NJ)
@@ -226,3 +226,187 @@ def link_components(rank, dims, strides, offs, adj, boundary_out, lower_out, upp
                     nl += 1
         lower_out[v] = nl
         upper_out[v] = nh
+
+
+_BIG = np.int64(1) << np.int64(62)
+
+
+@njit(**NJ)
+def _heap_push(hk, hv, size, key, v):
+    """Max-heap on (key, v) (lexicographic, like std::priority_queue of pairs)."""
+    i = size
+    hk[i] = key
+    hv[i] = v
+    while i > 0:
+        p = (i - 1) // 2
+        if hk[p] > hk[i] or (hk[p] == hk[i] and hv[p] > hv[i]):
+            break
+        tk = hk[p]; hk[p] = hk[i]; hk[i] = tk
+        tv = hv[p]; hv[p] = hv[i]; hv[i] = tv
+        i = p
+    return size + 1
+
+
+@njit(**NJ)
+def _heap_pop(hk, hv, size):
+    v = hv[0]
+    size -= 1
+    hk[0] = hk[size]
+    hv[0] = hv[size]
+    i = 0
+    while True:
+        l = 2 * i + 1
+        r = l + 1
+        b = i
+        if l < size and (hk[l] > hk[b] or (hk[l] == hk[b] and hv[l] > hv[b])):
+            b = l
+        if r < size and (hk[r] > hk[b] or (hk[r] == hk[b] and hv[r] > hv[b])):
+            b = r
+        if b == i:
+            break
+        tk = hk[b]; hk[b] = hk[i]; hk[i] = tk
+        tv = hv[b]; hv[b] = hv[i]; hv[i] = tv
+        i = b
+    return v, size
+
+
+@njit(**NJ)
+def flatten_segments(rank, dims, strides, offs, minima, saddles, segid):
+    """Segments of removed minima: the component of ``{rank < rank[saddle]}`` holding the minimum.
+
+    ``segid`` (N,) is filled with the index of the segment of each vertex (-1 elsewhere).
+    Returns the vertices of all segments, concatenated, and the start of each segment.
+    """
+    N = rank.shape[0]
+    K = offs.shape[0]
+    nu = np.empty(K, dtype=np.int64)
+    ns = np.empty(K, dtype=np.int64)
+    out = np.empty(N, dtype=np.int64)
+    start = np.empty(minima.shape[0] + 1, dtype=np.int64)
+    n = 0
+    for p in range(minima.shape[0]):
+        start[p] = n
+        m = minima[p]
+        rs = rank[saddles[p]]
+        segid[m] = p
+        out[n] = m
+        head = n
+        n += 1
+        while head < n:
+            v = out[head]
+            head += 1
+            k = neighbors(v, dims, strides, offs, rank, nu, ns)
+            for t in range(k):
+                u = nu[t]
+                if segid[u] == -1 and rank[u] < rs:
+                    segid[u] = p
+                    out[n] = u
+                    n += 1
+    start[minima.shape[0]] = n
+    return out[:n].copy(), start
+
+
+@njit(**NJ)
+def lts_local_order(inv, dims, strides, offs, rank, segs, start, saddles, segid, n_active):
+    """TTK LTS ``computeLocalOrderOfSegment`` on every segment, in TTK's inverted order domain.
+
+    ``inv`` is the inverted order (``n_active - 1 - rank``), in which removed minima are maxima.
+    Returns ``local`` (N,): the local order of segment vertices (negative), ``2**62`` on saddles.
+    """
+    N = rank.shape[0]
+    K = offs.shape[0]
+    nu = np.empty(K, dtype=np.int64)
+    ns = np.empty(K, dtype=np.int64)
+    local = np.zeros(N, dtype=np.int64)
+    for p in range(saddles.shape[0]):
+        a = start[p]
+        b = start[p + 1]
+        n = b - a
+        s = saddles[p]
+        if n == 1:
+            local[segs[a]] = -2
+            continue
+        for i in range(a, b):
+            v = segs[i]
+            local[v] = inv[v] - n_active
+        hk = np.empty(n + 2, dtype=np.int64)
+        hv = np.empty(n + 2, dtype=np.int64)
+        seq = np.empty(n + 1, dtype=np.int64)
+        boundary = np.empty(n, dtype=np.int64)
+        cand = np.empty(n, dtype=np.int64)
+        nb = 0
+        superlevel = True
+        it = 0
+        while True:
+            it += 1
+            size = 0
+            if superlevel:
+                size = _heap_push(hk, hv, size, _BIG, s)
+            else:
+                off = -n - 1
+                for i in range(a, b):
+                    v = segs[i]
+                    local[v] = off - local[v]
+                for i in range(nb):
+                    v = boundary[i]
+                    size = _heap_push(hk, hv, size, local[v], v)
+                    local[v] = 0
+                size = _heap_push(hk, hv, size, -_BIG, s)
+            q = 0
+            while size > 0:
+                v, size = _heap_pop(hk, hv, size)
+                seq[q] = v
+                q += 1
+                k = neighbors(v, dims, strides, offs, rank, nu, ns)
+                for t in range(k):
+                    u = nu[t]
+                    if segid[u] == p and local[u] < 0:
+                        size = _heap_push(hk, hv, size, local[u], u)
+                        local[u] = 0
+            if superlevel:
+                for i in range(1, n + 1):
+                    local[seq[i]] = -i
+            else:
+                o = -n
+                for i in range(n):
+                    local[seq[i]] = o
+                    o += 1
+            superlevel = not superlevel
+            nres_max = 0
+            nres_min = 0
+            nc = 0
+            for i in range(a, b):
+                v = segs[i]
+                on_b = False
+                smaller = False
+                larger = False
+                lv = local[v]
+                k = neighbors(v, dims, strides, offs, rank, nu, ns)
+                for t in range(k):
+                    u = nu[t]
+                    if u == s:
+                        larger = True
+                        continue
+                    if segid[u] != p:
+                        on_b = True
+                    elif local[u] > lv:
+                        larger = True
+                    else:
+                        smaller = True
+                if not larger:
+                    nres_max += 1
+                if on_b:
+                    cand[nc] = v
+                    nc += 1
+                elif not smaller:
+                    nres_min += 1
+            residual = nres_min > 0 or nres_max > 0
+            if residual and nb == 0:
+                for i in range(nc):
+                    boundary[i] = cand[i]
+                nb = nc
+            if not residual or it > 1000:
+                break
+    for p in range(saddles.shape[0]):
+        local[saddles[p]] = _BIG
+    return local

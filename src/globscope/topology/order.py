@@ -87,7 +87,7 @@ def rank_of_values(values: np.ndarray, mask: np.ndarray | None = None):
     return rank, verts, n_nonfinite
 
 
-def prepare_field(F, mask=None) -> FieldInput:
+def prepare_field(F, mask=None, order=None) -> FieldInput:
     """Validate a field in Globscope's convention and compute its vertex order.
 
     Parameters
@@ -96,6 +96,10 @@ def prepare_field(F, mask=None) -> FieldInput:
         ``F[i, j, k, l]`` with ``i`` along x. Vertex id ``i + nx*(j + ny*(k + nz*l))``.
     mask : array_like of bool, same shape as F, optional
         True for vertices to ignore.
+    order : array_like of int, optional
+        A precomputed strict vertex order to use instead of (value, vertex id), e.g. TTK's
+        ``Order`` array of a simplified field: same shape as F, or flat in VTK order. The ranks
+        of the unmasked vertices must be distinct; only their relative order matters.
 
     Returns
     -------
@@ -121,6 +125,19 @@ def prepare_field(F, mask=None) -> FieldInput:
     if m.all():
         raise ValueError("every vertex is masked")
     rank, verts, n_nonfinite = rank_of_values(values, m if mask is not None else None)
+    if order is not None:
+        order = np.asarray(order)
+        if order.shape == F.shape and F.ndim > 1:
+            order = order.ravel(order="F")
+        order = order.reshape(-1).astype(np.int64)
+        if order.shape[0] != values.shape[0]:
+            raise ValueError(f"order has {order.shape[0]} entries, the field {values.shape[0]}")
+        active = np.nonzero(~m)[0]
+        verts = active[np.argsort(order[active], kind="stable")].astype(np.int64)
+        if np.any(np.diff(order[verts]) == 0):
+            raise ValueError("order must be strict (distinct ranks)")
+        rank = np.full(values.shape[0], -1, dtype=np.int64)
+        rank[verts] = np.arange(verts.shape[0], dtype=np.int64)
     return FieldInput(tuple(int(s) for s in F.shape), values, m, rank, verts, n_nonfinite)
 
 
