@@ -59,7 +59,7 @@ def read_file(path) -> dict:
         raise GlobscopeError(
             f"{path}: refused to load: the file holds pickled objects other than tensors, which "
             f"could run code ({first})") from None
-    except (OSError, RuntimeError, ValueError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - whatever a corrupt file raises, name the file
         raise GlobscopeError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
 
 
