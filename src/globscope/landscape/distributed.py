@@ -1,0 +1,99 @@
+"""Scale-out with ``torch.distributed``: chunks are dealt to ranks round-robin, rank 0 assembles.
+
+Started by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``…):
+NCCL on GPUs, gloo on the CPU. Results travel to rank 0 through a gloo group, so no shared file
+system is assumed; each rank also keeps its finished chunks in its own chunk store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """Where this process stands: ``rank`` of ``world`` processes, and the gloo group for objects."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    group: object = None
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def mine(self, n_chunks: int) -> list[int]:
+        """Chunk indices this rank computes: ``rank, rank + world, …``."""
+        return list(range(self.rank, n_chunks, self.world))
+
+    def gather(self, obj):
+        """Objects of every rank, in rank order, on rank 0 (None elsewhere)."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world if self.is_main else None
+        dist.gather_object(obj, out, dst=0, group=self.group)
+        return out
+
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every rank."""
+        if self.world == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    def barrier(self):
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
+
+    def close(self):
+        """Tear down the process group if this context created it."""
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def context(device_type: str = "cpu") -> Context:
+    """The distributed context: initialises the default process group under torchrun.
+
+    Parameters
+    ----------
+    device_type : {"cpu", "cuda"}
+        NCCL is used for CUDA, gloo otherwise; object exchange always goes through gloo.
+    """
+    if not (launched_by_torchrun() or (torch.distributed.is_available() and torch.distributed.is_initialized())):
+        return Context()
+    import torch.distributed as dist
+
+    owns = False
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        owns = True
+    rank, world = dist.get_rank(), dist.get_world_size()
+    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    log.info("distributed: rank %d of %d (%s)", rank, world, dist.get_backend())
+    return Context(rank, world, int(os.environ.get("LOCAL_RANK", rank)), group, owns)
+
+
+__all__ = ["Context", "context", "launched_by_torchrun"]

@@ -1,0 +1,409 @@
+"""The driver: grid → decode in chunks → batched evaluation → resumable store → landscape.vti/.json.
+
+``compute_landscape`` takes objects (a manifold, a task, the input models); ``run_landscape`` takes
+a manifold file and finds the rest through the manifold's metadata (what the CLI and the demo call).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from globscope.errors import GlobscopeError
+from globscope.fileio import hash_file, hash_json, read_json, write_json
+from globscope.landscape.batchnorm import stack_buffers
+from globscope.landscape.distributed import Context, context
+from globscope.landscape.evaluate import BatchedEvaluator, resolve_device
+from globscope.landscape.grid import LatentGrid, nearest_model
+from globscope.landscape.store import ChunkStore
+from globscope.tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+
+FORMAT = "globscope-landscape"
+CACHE_DIR = ".landscape-cache"
+DEFAULT_CHUNK_POINTS = 1024
+
+
+class Aborted(GlobscopeError):
+    """``should_abort()`` returned True; finished chunks are kept in the store."""
+
+
+def make_decoder(manifold, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
+    """Latent points (B, d) -> weights (B, D) float32 tensor on ``device``.
+
+    Uses the manifold's on-device decoder when it has one (the autoencoder), else its
+    ``inverse_transform``.
+    """
+    if hasattr(manifold, "decoder_torch"):
+        dec = manifold.decoder_torch(device)
+
+        def decode(Zc):
+            with torch.no_grad():
+                return dec(torch.as_tensor(np.asarray(Zc), dtype=torch.float32, device=device))
+        return decode
+    return lambda Zc: torch.from_numpy(manifold.inverse_transform(Zc)).to(device)
+
+
+def manifold_fingerprint(manifold, Z: np.ndarray) -> str:
+    """A content hash of a manifold: its decoding of the model points and of their box's corners."""
+    lo, hi = Z.min(0), Z.max(0)
+    probe = np.vstack([Z[:16], lo, hi, (lo + hi) / 2])
+    W = np.asarray(manifold.inverse_transform(probe), dtype=np.float32)
+    return hash_json([type(manifold).__name__, np.round(W.astype(np.float64), 5).tolist()])
+
+
+def models_fingerprint(Z: np.ndarray, W: np.ndarray | None = None) -> str:
+    """Identifies the input models: the hash of their weights when given, else of their encoded
+    points rounded to a thousandth of the box (an encoder refitted in another process moves
+    them in the last bits)."""
+    import hashlib
+
+    if W is not None:
+        return hashlib.sha256(np.ascontiguousarray(W, dtype=np.float32).tobytes()).hexdigest()[:16]
+    ext = np.where(np.ptp(Z, axis=0) > 0, np.ptp(Z, axis=0), 1.0)
+    return hash_json(np.round((Z - Z.min(0)) / ext, 3).tolist())
+
+
+def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.ndarray, store: ChunkStore,
+                  reference: dict | None = None, ctx: Context | None = None,
+                  progress: Callable[[float], None] | None = None,
+                  should_abort: Callable[[], bool] | None = None) -> dict[str, np.ndarray] | None:
+    """Evaluate every grid point, chunk by chunk, reusing chunks already in ``store``.
+
+    Parameters
+    ----------
+    decode : callable (B, d) ndarray -> (B, D) Tensor
+    evaluator : BatchedEvaluator
+    grid : LatentGrid
+    Z : ndarray of shape (N, d)
+        Encoded model points (for ``distance`` and ``bn="reference"``).
+    store : ChunkStore
+    reference : dict of str to Tensor (N, ...), optional
+        Buffers of the input models, for ``bn="reference"``.
+    ctx : Context, optional
+        Distributed context; chunks are dealt round-robin, rank 0 gets everything.
+    progress : callable(float), optional
+        Fraction of this rank's chunks done (finished chunks found in the store count at once).
+    should_abort : callable() -> bool, optional
+        Polled between batches; True raises ``Aborted`` (finished chunks stay in the store).
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n_points,), or None on ranks other than 0
+        ``loss``, ``accuracy``, ``distance`` in point-id order (x fastest).
+    """
+    ctx = ctx or Context()
+    mine = ctx.mine(store.n_chunks)
+    todo = [i for i in mine if not store.has(i)]
+    n_mine = sum(store.span(i)[1] - store.span(i)[0] for i in mine) or 1
+    done_pts = n_mine - sum(store.span(i)[1] - store.span(i)[0] for i in todo)
+    if progress:
+        progress(done_pts / n_mine)
+    for i in todo:
+        start, stop = store.span(i)
+        pts = grid.points(start, stop)
+        dist, nearest = nearest_model(Z, pts)
+        loss = np.empty(stop - start)
+        acc = np.empty(stop - start)
+        for s in range(0, stop - start, evaluator.batch_models):
+            if should_abort and should_abort():
+                raise Aborted(f"landscape aborted; {len(store.done())} of {store.n_chunks} chunks are kept "
+                              f"in {store.folder}")
+            e = min(s + evaluator.batch_models, stop - start)
+            W = decode(pts[s:e])
+            bufs = None
+            if evaluator.bn == "reference":
+                idx = torch.as_tensor(nearest[s:e])
+                bufs = {k: v[idx] for k, v in reference.items()}
+            loss[s:e], acc[s:e] = evaluator.evaluate(W, bufs)
+            done_pts += e - s
+            if progress:
+                progress(min(done_pts / n_mine, 1.0))
+        store.save(i, {"loss": loss, "accuracy": acc, "distance": dist})
+    if progress:
+        progress(1.0)
+    parts = ctx.gather({i: store.load(i) for i in mine})
+    if not ctx.is_main:
+        return None
+    fields = {k: np.empty(grid.n_points) for k in ("loss", "accuracy", "distance")}
+    for part in parts:
+        for i, arrays in part.items():
+            start, stop = store.span(i)
+            if not store.has(i):  # another node's chunk: keep it here too
+                store.save(i, arrays)
+            for k in fields:
+                fields[k][start:stop] = arrays[k]
+    return fields
+
+
+def _finite_stats(v: np.ndarray) -> dict:
+    fin = np.isfinite(v)
+    return {"min": float(v[fin].min()) if fin.any() else None, "max": float(v[fin].max()) if fin.any() else None,
+            "mean": float(v[fin].mean()) if fin.any() else None}
+
+
+def non_finite_counts(loss: np.ndarray) -> dict:
+    """Counts of NaN, +inf and -inf losses (kept in the field as they are)."""
+    return {"nan": int(np.isnan(loss).sum()), "posinf": int(np.isposinf(loss).sum()),
+            "neginf": int(np.isneginf(loss).sum()), "total": int((~np.isfinite(loss)).sum())}
+
+
+def log_loss(loss: np.ndarray) -> np.ndarray:
+    """log10 of the loss; NaN stays NaN, 0 gives -inf, +inf stays +inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(loss)
+
+
+def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, margin: float = 0.1,
+                      grid: LatentGrid | None = None, W: np.ndarray | None = None,
+                      buffers: list[dict] | None = None, bn: str | None = None, device=None,
+                      formulation: str = "auto", chunk_points: int = DEFAULT_CHUNK_POINTS,
+                      calibration_size: int = 256, memory_budget: int | None = None,
+                      max_batch_models: int | None = None, manifold_id: str | None = None,
+                      progress: Callable[[float], None] | None = None,
+                      should_abort: Callable[[], bool] | None = None, ctx: Context | None = None) -> dict | None:
+    """Compute the loss field of ``task`` over a latent grid and write it to ``out``.
+
+    Parameters
+    ----------
+    manifold : Manifold
+        Fitted; decodes latent points (d = 2, 3 or 4) into the task's weight vectors.
+    task : Task
+    Z : ndarray of shape (N, d)
+        Encoded input models: they set the grid's box, ``distance`` and the reference buffers.
+    out : path
+        Output folder: ``landscape.vti`` (d = 4: ``landscape.npz`` and ``landscape_wNNN.vti``),
+        ``landscape.json`` and the chunk store ``.landscape-cache/<key>/``.
+    resolution : int or sequence of int
+        Grid vertices per axis.
+    margin : float
+        Fraction of the box's extent added on each side.
+    grid : LatentGrid, optional
+        Overrides ``resolution`` and ``margin``.
+    W : ndarray of shape (N, D), optional
+        The input models' weights; with them ``landscape.json`` gets the fidelity numbers.
+    buffers : list of dict, optional
+        The input models' buffers (BatchNorm statistics): needed for ``bn="reference"``, and for
+        evaluating BatchNorm input models directly.
+    bn : {"recompute", "reference"}, optional
+        BatchNorm statistics of decoded models (default recompute; ignored without BatchNorm).
+    device, formulation, calibration_size, memory_budget, max_batch_models
+        See ``BatchedEvaluator``.
+    chunk_points : int
+        Grid points per stored chunk (the resume granularity; part of the store's key).
+    manifold_id : str, optional
+        Identifies the manifold in the store's key (e.g. its file's hash); default: a content hash.
+    progress : callable(float), optional
+    should_abort : callable() -> bool, optional
+    ctx : Context, optional
+        Distributed context (default: from the environment; torchrun's variables start it).
+
+    Returns
+    -------
+    dict or None
+        The summary written to ``landscape.json`` (rank 0); None on other ranks.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[1] != manifold.dim:
+        raise GlobscopeError(f"model points of shape {Z.shape} do not fit the {manifold.dim}-D manifold")
+    if getattr(manifold, "n_features_in_", task.layout.n_params) != task.layout.n_params:
+        raise GlobscopeError(f"manifold decodes D = {manifold.n_features_in_} weights, task {task.name!r} "
+                             f"has D = {task.layout.n_params}")
+    dev = resolve_device(device)
+    own_ctx = ctx is None
+    ctx = ctx or context(dev.type)
+    try:
+        if dev.type == "cuda" and ctx.world > 1 and device in (None, "auto", "cuda"):
+            dev = torch.device("cuda", ctx.local_rank % torch.cuda.device_count())
+        ev = BatchedEvaluator(task, dev, bn=bn, calibration_size=calibration_size, formulation=formulation,
+                              memory_budget=memory_budget, max_batch_models=max_batch_models)
+        reference = None
+        if ev.bn == "reference":
+            if buffers is None or len(buffers) != len(Z):
+                raise GlobscopeError("--bn reference needs the input models' buffers (the checkpoint set)")
+            reference = {k: v.to(dev) for k, v in stack_buffers(buffers, ev.buffer_keys).items()}
+        request = grid.to_dict() if grid is not None else {"resolution": np.atleast_1d(resolution).tolist(),
+                                                            "margin": float(margin)}
+        settings = {"task": task.name, "n_eval": ev.n_eval, "bn": ev.bn,
+                    "calibration_size": ev.describe()["calibration_size"], "chunk_points": int(chunk_points),
+                    "grid_request": request,
+                    "models": models_fingerprint(Z, W)}
+        key = hash_json({"format": FORMAT, "version": 1, "manifold": manifold_id or manifold_fingerprint(manifold, Z),
+                         **settings})
+        folder = out / CACHE_DIR / key
+        # the grid of a run is fixed by its first attempt (stored with its chunks), so a resumed
+        # run evaluates exactly the same points even if the encoded points moved in the last bits;
+        # rank 0 decides and tells the others
+        if ctx.is_main:
+            stored = read_json(folder / "store.json")
+            if stored is not None and "grid" in stored:
+                grid = LatentGrid.from_dict(stored["grid"])
+            grid = grid or LatentGrid.around(Z, resolution, margin)
+        grid = LatentGrid.from_dict(ctx.broadcast(grid.to_dict() if ctx.is_main else None))
+        if grid.dim != Z.shape[1]:
+            raise GlobscopeError(f"grid is {grid.dim}-D, the model points {Z.shape[1]}-D")
+        settings["grid"] = grid.to_dict()
+        store = ChunkStore(folder, key, grid.n_points, chunk_points, settings)
+        reused = len(store.done())
+        t_eval = time.perf_counter()
+        fields = compute_field(make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,
+                               progress=progress, should_abort=should_abort)
+        t_eval = time.perf_counter() - t_eval
+        if not ctx.is_main:
+            return None
+        fields["log_loss"] = log_loss(fields["loss"])
+        summary = {
+            "format": FORMAT, "version": 1, "key": key, "task": task.name, "latent_dim": grid.dim,
+            "grid": grid.to_dict(), "n_points": grid.n_points, "margin": margin,
+            "settings": settings, "engine": {**ev.describe(), "world_size": ctx.world},
+            "n_models": len(Z), "chunks": {"total": store.n_chunks, "reused": reused, "folder": str(store.folder)},
+            "non_finite_loss": non_finite_counts(fields["loss"]),
+            "loss": _finite_stats(fields["loss"]), "accuracy": _finite_stats(fields["accuracy"]),
+            "distance": _finite_stats(fields["distance"]),
+            "eval_seconds": round(t_eval, 3),
+            "points_per_second": round((grid.n_points - min(reused * chunk_points, grid.n_points)) / max(t_eval, 1e-9), 2),
+        }
+        if summary["non_finite_loss"]["total"]:
+            log.warning("%d grid points have a non-finite loss (kept as NaN/inf)", summary["non_finite_loss"]["total"])
+        if W is not None:
+            summary["fidelity"] = fidelity(manifold, task, ev, grid, fields["loss"], Z, W, buffers, dev)
+        summary["files"] = write_fields(out, grid, fields, task.name)
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
+        write_json(out / "landscape.json", summary)
+        return summary
+    finally:
+        if own_ctx:
+            ctx.close()
+
+
+def fidelity(manifold, task: Task, ev: BatchedEvaluator, grid: LatentGrid, loss_points: np.ndarray,
+             Z: np.ndarray, W: np.ndarray, buffers: list[dict] | None, device) -> dict:
+    """How far to trust the field at the input models.
+
+    Compares each input model's loss evaluated directly (its own weights and buffers) with the
+    field interpolated (multilinearly) at its encoded point, and with the loss of its decoded
+    weights ``inverse_transform(transform(w))`` (the decoder's share of the error).
+    """
+    F = grid.to_field(loss_points)
+    interp = grid.interpolate(F, Z)
+    direct_ev = ev
+    bufs = None
+    if task.has_batchnorm:
+        if buffers is not None:
+            direct_ev = BatchedEvaluator(task, device, bn="reference", formulation=ev.formulation
+                                         if ev.formulation != "auto" else "vmap", memory_budget=ev.budget)
+            bufs = stack_buffers(buffers, direct_ev.buffer_keys)
+        else:
+            log.warning("fidelity: no buffers for the BatchNorm input models; evaluating them with recomputed statistics")
+    direct, _ = direct_ev.evaluate(torch.as_tensor(np.asarray(W, dtype=np.float32)), bufs)
+    if ev.bn == "reference":
+        dec_bufs = stack_buffers(buffers, ev.buffer_keys)
+    else:
+        dec_bufs = None
+    decoded, _ = ev.evaluate(make_decoder(manifold, ev.device)(Z), dec_bufs)
+
+    def err(a, b):
+        with np.errstate(invalid="ignore"):
+            d = np.abs(a - b)
+        fin = np.isfinite(d)
+        return {"mae": float(d[fin].mean()) if fin.any() else None, "max": float(d[fin].max()) if fin.any() else None,
+                "non_finite": int((~fin).sum())}
+
+    return {"field_vs_direct": err(interp, direct), "decoded_vs_direct": err(decoded, direct),
+            "field_vs_decoded": err(interp, decoded),
+            "direct_loss": direct.tolist(), "decoded_loss": decoded.tolist(), "field_loss": interp.tolist()}
+
+
+def write_fields(out, grid: LatentGrid, fields: dict[str, np.ndarray], task_name: str = "") -> list[str]:
+    """Write the fields (point-id order, shape (n_points,)) as ``landscape.vti`` (d ≤ 3) or, for
+    d = 4, ``landscape.npz`` plus one ``landscape_wNNN.vti`` per slice along the 4th axis."""
+    from globscope.vtkxml import write_image_data
+
+    out = Path(out)
+    order = ["loss", "log_loss", "accuracy", "distance"]
+    F = {k: grid.to_field(fields[k]) for k in order if k in fields}
+    fd = {"task": np.array([task_name], dtype=object), "latent_dim": np.array([grid.dim])}
+    if grid.dim <= 3:
+        write_image_data(out / "landscape.vti", F, grid.origin, grid.spacing, field_data=fd)
+        return ["landscape.vti"]
+    from globscope.fileio import atomic_path
+
+    with atomic_path(out / "landscape.npz") as tmp:
+        np.savez(tmp, origin=np.array(grid.origin), spacing=np.array(grid.spacing), shape=np.array(grid.shape),
+                 **F)
+    files = ["landscape.npz"]
+    for l in range(grid.shape[3]):
+        name = f"landscape_w{l:03d}.vti"
+        w = grid.origin[3] + l * grid.spacing[3]
+        write_image_data(out / name, {k: v[..., l] for k, v in F.items()}, grid.origin[:3], grid.spacing[:3],
+                         field_data={**fd, "w": np.array([w])})
+        files.append(name)
+    return files
+
+
+def resolve_inputs(manifold_path, checkpoint_set=None, task: str | None = None):
+    """The manifold, its task and the input models a manifold file's metadata points to.
+
+    Returns
+    -------
+    manifold, task (Task), W (N, D), buffers (list of dict)
+    """
+    from globscope.checkpoints import CheckpointSet
+    from globscope.manifolds import load_manifold
+
+    manifold_path = Path(manifold_path)
+    man = load_manifold(manifold_path)
+    meta = getattr(man, "meta_", {}) or {}
+    task_name = task or meta.get("task")
+    if not task_name:
+        raise GlobscopeError(f"{manifold_path}: the manifold names no task; give one with --task")
+    t = get_task(task_name)
+    cs_path = checkpoint_set or meta.get("checkpoint_set")
+    if not cs_path:
+        raise GlobscopeError(f"{manifold_path}: the manifold names no checkpoint set; give one with --set")
+    cs_path = Path(cs_path)
+    if not cs_path.is_absolute() and not cs_path.exists():
+        cs_path = manifold_path.resolve().parent / cs_path
+    cs = CheckpointSet.open(cs_path)
+    W, buffers = cs.load_weights(t.layout)
+    return man, t, W, buffers
+
+
+def run_landscape(manifold_path, out, task: str | None = None, checkpoint_set=None, resolution=64,
+                  margin: float = 0.1, progress=None, should_abort=None, **kwargs) -> dict | None:
+    """``compute_landscape`` for a manifold file: task and input models from its metadata.
+
+    Parameters
+    ----------
+    manifold_path : path
+        A manifold saved by ``Manifold.save`` (``meta_`` names the task and checkpoint set;
+        a relative checkpoint-set path is taken relative to the manifold's folder).
+    out : path
+    task : str, optional
+        Overrides the manifold's task.
+    checkpoint_set : path, optional
+        Overrides the manifold's checkpoint set.
+    **kwargs
+        Passed to ``compute_landscape``.
+    """
+    man, t, W, buffers = resolve_inputs(manifold_path, checkpoint_set, task)
+    Z = man.transform(W)
+    summary = compute_landscape(man, t, Z, out, resolution=resolution, margin=margin, W=W, buffers=buffers,
+                                manifold_id=hash_file(manifold_path), progress=progress,
+                                should_abort=should_abort, **kwargs)
+    if summary is not None:
+        summary["manifold"] = str(Path(manifold_path).resolve())
+        write_json(Path(out) / "landscape.json", summary)
+    return summary
+
+
+__all__ = ["compute_landscape", "run_landscape", "compute_field", "write_fields", "fidelity", "Aborted",
+           "make_decoder", "resolve_inputs", "non_finite_counts", "log_loss", "DEFAULT_CHUNK_POINTS"]

@@ -1,0 +1,233 @@
+"""The landscape driver: outputs, resume after a kill, abort, torchrun (2 gloo processes), CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from globscope.checkpoints import Checkpoint, CheckpointSet
+from globscope.landscape import Aborted, LatentGrid, compute_landscape, run_landscape
+from globscope.landscape.driver import CACHE_DIR
+from globscope.manifolds import make_manifold
+from globscope.tasks import get_task
+from globscope.vtkxml import read, read_field
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def make_set(root: Path, n_runs=2, n_steps=3, seed=0) -> CheckpointSet:
+    """A small digits-mlp checkpoint set: random models drifting along short paths (no training)."""
+    task = get_task("digits-mlp")
+    torch.manual_seed(seed)
+    cks = []
+    for r in range(n_runs):
+        m = task.make_model()
+        (root / f"R{r}").mkdir(parents=True, exist_ok=True)
+        for s in range(n_steps):
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.add_(0.3 * torch.randn_like(p))
+            torch.save(m.state_dict(), root / f"R{r}/epoch_{s}.pt")
+            cks.append(Checkpoint(file=f"R{r}/epoch_{s}.pt", run=f"R{r}", epoch=s, task="digits-mlp"))
+    cs = CheckpointSet(root, cks, task="digits-mlp")
+    cs.save()
+    return cs
+
+
+def fit_manifold(cs: CheckpointSet, path: Path, dim=2) -> Path:
+    task = get_task("digits-mlp")
+    W, _ = cs.load_weights(task.layout)
+    man = make_manifold("pca", dim).fit(W)
+    man.meta_ = {"task": "digits-mlp", "checkpoint_set": cs.root.name, "layout": task.layout.to_dict()}
+    man.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("land")
+    cs = make_set(root / "zoo")
+    return root, fit_manifold(cs, root / "manifold.pt")
+
+
+FAST = dict(formulation="vmap", max_batch_models=16, chunk_points=32)
+
+
+def _fields(out):
+    return {k: read_field(Path(out) / "landscape.vti", k)[0] for k in ("loss", "log_loss", "accuracy", "distance")}
+
+
+def test_outputs_and_fields_are_the_real_loss(setup, tmp_path):
+    root, man_path = setup
+    s = run_landscape(man_path, tmp_path, resolution=(7, 5), margin=0.2, **FAST)
+    F = _fields(tmp_path)
+    assert F["loss"].shape == (7, 5)
+    data = read(tmp_path / "landscape.vti")
+    grid = LatentGrid.from_dict(s["grid"])
+    np.testing.assert_allclose(data.origin[:2], grid.origin)
+    np.testing.assert_allclose(data.spacing[:2], grid.spacing)
+    # independent truth: decode one vertex, load it into the module, evaluate
+    from globscope.manifolds import load_manifold
+
+    man, task = load_manifold(man_path), get_task("digits-mlp")
+    for ij in [(0, 0), (6, 4), (3, 2), (5, 1)]:
+        z = np.array([[grid.origin[a] + ij[a] * grid.spacing[a] for a in range(2)]])
+        model = task.make_model()
+        model.load_state_dict(task.layout.unflatten(man.inverse_transform(z)[0]))
+        loss, acc = task.evaluate(model)
+        assert F["loss"][ij] == pytest.approx(loss, rel=1e-5)
+        assert F["accuracy"][ij] == pytest.approx(acc)
+        assert F["log_loss"][ij] == pytest.approx(np.log10(loss), rel=1e-5)
+    assert (F["distance"] >= 0).all()
+    j = json.loads((tmp_path / "landscape.json").read_text())
+    assert j["non_finite_loss"]["total"] == 0 and j["n_models"] == 6
+    fid = j["fidelity"]
+    assert len(fid["direct_loss"]) == 6 and fid["field_vs_direct"]["mae"] >= 0
+    # PCA's decoder is exact on the models' own plane only up to the discarded components; the
+    # direct losses are those of the checkpoints themselves
+    cs = CheckpointSet.open(root / "zoo")
+    W, _ = cs.load_weights(task.layout)
+    m0 = task.make_model()
+    m0.load_state_dict(task.layout.unflatten(W[0]))
+    assert fid["direct_loss"][0] == pytest.approx(task.evaluate(m0)[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("dim", [3, 4])
+def test_higher_dimensions(setup, tmp_path, dim):
+    root, _ = setup
+    man_path = fit_manifold(CheckpointSet.open(root / "zoo"), tmp_path / "m.pt", dim=dim)
+    s = run_landscape(man_path, tmp_path / "out", checkpoint_set=root / "zoo", resolution=3, **FAST)
+    if dim == 3:
+        assert s["files"] == ["landscape.vti"]
+        assert read_field(tmp_path / "out/landscape.vti", "loss")[0].shape == (3, 3, 3)
+    else:
+        assert s["files"][0] == "landscape.npz" and len(s["files"]) == 4
+        z = np.load(tmp_path / "out/landscape.npz")
+        assert z["loss"].shape == (3, 3, 3, 3)
+        for l in range(3):
+            F, data = read_field(tmp_path / f"out/landscape_w{l:03d}.vti", "loss")
+            np.testing.assert_array_equal(F, z["loss"][..., l])
+            assert data.field_data["w"][0] == pytest.approx(s["grid"]["origin"][3] + l * s["grid"]["spacing"][3])
+
+
+class Blowup:
+    """A stub manifold: weights grow as 10**x along latent x, overflowing float32 for x > 38."""
+
+    dim = 2
+
+    def __init__(self, w0):
+        self.w0 = w0.astype(np.float64)
+        self.n_features_in_ = len(w0)
+
+    def inverse_transform(self, Z):
+        Z = np.atleast_2d(Z)
+        with np.errstate(over="ignore"):
+            return (self.w0[None] * 10.0 ** Z[:, :1]).astype(np.float32)
+
+
+def test_non_finite_losses_are_counted_not_hidden(tmp_path):
+    task = get_task("digits-mlp")
+    torch.manual_seed(0)
+    w0 = task.layout.flatten(task.make_model().state_dict())
+    Z = np.array([[0.0, 0.0], [40.0, 1.0]])
+    s = compute_landscape(Blowup(w0), task, Z, tmp_path, resolution=(9, 2), margin=0.0, **FAST)
+    F = read_field(tmp_path / "landscape.vti", "loss")[0]
+    bad = ~np.isfinite(F)
+    assert bad.any() and not bad[0].any()  # x = 0 is fine, the overflowing columns are not
+    assert s["non_finite_loss"]["total"] == int(bad.sum())
+    assert s["loss"]["max"] is not None and np.isfinite(s["loss"]["max"])
+
+
+def test_abort_keeps_finished_chunks_and_rerun_reuses_them(setup, tmp_path):
+    _, man_path = setup
+    calls = []
+
+    def should_abort():
+        calls.append(1)
+        return len(calls) > 5  # two batches per chunk: two chunks finish, then abort
+
+    with pytest.raises(Aborted):
+        run_landscape(man_path, tmp_path, resolution=10, should_abort=should_abort, **FAST)
+    key_dirs = list((tmp_path / CACHE_DIR).iterdir())
+    assert len(key_dirs) == 1 and len(list(key_dirs[0].glob("chunk_*.npz"))) == 2
+    s = run_landscape(man_path, tmp_path, resolution=10, **FAST)
+    assert s["chunks"] == {"total": 4, "reused": 2, "folder": str(key_dirs[0])}
+    assert run_landscape(man_path, tmp_path, resolution=10, **FAST)["chunks"]["reused"] == 4
+    # a changed setting is a different key: nothing reused
+    assert run_landscape(man_path, tmp_path, resolution=11, **FAST)["chunks"]["reused"] == 0
+
+
+RUN = """
+import json, sys, time
+from globscope.landscape import run_landscape
+slow = sys.argv[3] == "slow"
+s = run_landscape(sys.argv[1], sys.argv[2], resolution=24, formulation="vmap", max_batch_models=16,
+                  chunk_points=32, progress=(lambda f: time.sleep(0.05)) if slow else None)
+print(json.dumps(s["chunks"]))
+"""
+
+
+def _run(man_path, out, mode="fast"):
+    r = subprocess.run([sys.executable, "-c", RUN, str(man_path), str(out), mode], env=ENV,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def test_resume_after_kill_equals_uninterrupted(setup, tmp_path):
+    _, man_path = setup
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", RUN, str(man_path), str(out), "slow"], env=ENV)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(out.glob(f"{CACHE_DIR}/*/chunk_*.npz"))) < 3:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    n_done = len(list(out.glob(f"{CACHE_DIR}/*/chunk_*.npz")))
+    assert 3 <= n_done < 18 and not (out / "landscape.vti").exists()
+    # resumed and uninterrupted runs in equal processes (same threads, same refitted manifold)
+    assert _run(man_path, out)["reused"] == n_done
+    assert _run(man_path, tmp_path / "straight")["reused"] == 0
+    a, b = _fields(out), _fields(tmp_path / "straight")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_torchrun_two_gloo_processes_equal_one(setup, tmp_path):
+    _, man_path = setup
+    args = ["landscape", str(man_path), "--resolution", "12", "--formulation", "vmap",
+            "--max-batch-models", "8", "--chunk-points", "16"]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "globscope", "--no-progress", *args, "--out", str(tmp_path / "two")],
+                       env=ENV, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    j = json.loads((tmp_path / "two/landscape.json").read_text())
+    assert j["engine"]["world_size"] == 2
+    r = subprocess.run([sys.executable, "-m", "globscope", "--no-progress", *args, "--out", str(tmp_path / "one")],
+                       env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = _fields(tmp_path / "two"), _fields(tmp_path / "one")
+    for k in a:  # equal processes (one thread each): bit for bit
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_cli_landscape_and_errors(setup, tmp_path, capsys):
+    from globscope.cli import main
+
+    _, man_path = setup
+    assert main(["--no-progress", "landscape", str(man_path), "--resolution", "6", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "points/s" in out and "fidelity" in out and (tmp_path / "landscape.vti").is_file()
+    assert main(["landscape", str(tmp_path / "missing.pt"), "--resolution", "6", "--out", str(tmp_path)]) == 2
+    assert "manifold file not found" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""Batched evaluation: batched == per-model, BatchNorm recompute == a hand-computed reference."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from globscope.landscape.evaluate import BatchedEvaluator
+from globscope.tasks import Split, Task, get_task
+
+
+def _models(task, n, seed=0, scale=1.0):
+    torch.manual_seed(seed)
+    ms = [task.make_model() for _ in range(n)]
+    for m in ms:
+        with torch.no_grad():
+            for p in m.parameters():
+                p.mul_(scale)
+    return ms
+
+
+def _flat(task, ms):
+    return torch.stack([torch.as_tensor(task.layout.flatten(m.state_dict())) for m in ms])
+
+
+def _tiny_data(shape, n_train=40, n_eval=24, n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    def split(n):
+        return Split(rng.normal(size=(n,) + shape).astype(np.float32), rng.integers(0, n_classes, n))
+    tr, ev = split(n_train), split(n_eval)
+    return lambda: (tr, ev)
+
+
+def tiny_bn_mlp_task():
+    return Task("tiny-bn-mlp", lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3)),
+                _tiny_data((3,)))
+
+
+def tiny_bn_cnn_task():
+    return Task("tiny-bn-cnn", lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
+                                                     nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(),
+                                                     nn.Flatten(), nn.Linear(3 * 4 * 4, 3)),
+                _tiny_data((1, 6, 6)))
+
+
+@pytest.mark.parametrize("formulation", ["vmap", "loop", "auto"])
+def test_batched_equals_per_model_loop(formulation):
+    task = get_task("digits-mlp")
+    ms = _models(task, 7, seed=1)
+    ev = BatchedEvaluator(task, "cpu", formulation=formulation, max_batch_models=3)  # 3 batches, ragged
+    loss, acc = ev.evaluate(_flat(task, ms))
+    ref = np.array([task.evaluate(m) for m in ms])  # nn.Module forward, one model at a time
+    np.testing.assert_allclose(loss, ref[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(acc, ref[:, 1], atol=1e-12)
+    assert ev.formulation in ("vmap", "loop") and loss.dtype == np.float64
+
+
+def test_data_batches_give_the_full_batch_mean():
+    task = get_task("digits-mlp")
+    W = _flat(task, _models(task, 4, seed=2))
+    full = BatchedEvaluator(task, "cpu", formulation="vmap").evaluate(W)
+    split = BatchedEvaluator(task, "cpu", formulation="vmap", data_batch=100)  # 100+100+100+60
+    assert split.data_batch == 100
+    for a, b in zip(full, split.evaluate(W)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_memory_budget_bounds_the_batch():
+    task = get_task("digits-mlp")
+    small = BatchedEvaluator(task, "cpu", memory_budget=4 << 20)
+    big = BatchedEvaluator(task, "cpu", memory_budget=1 << 30)
+    assert 1 <= small.batch_models < big.batch_models
+    assert small.batch_models * small.data_batch * small.act_per_example * 12 <= 4 << 20
+
+
+def test_non_finite_losses_are_kept():
+    task = get_task("digits-mlp")
+    W = _flat(task, _models(task, 3, seed=3))
+    W[1] = W[1] * 1e38  # logits overflow to inf -> NaN loss
+    W[2, 0] = float("nan")
+    loss, _ = BatchedEvaluator(task, "cpu", formulation="vmap").evaluate(W)
+    assert np.isfinite(loss[0]) and not np.isfinite(loss[1]) and np.isnan(loss[2])
+
+
+def _hand_bn_mlp(m, x_cal, x_ev, y_ev):
+    """Tiny Linear-BN-ReLU-Linear by hand in float64: statistics = mean and unbiased variance of the
+    calibration batch's pre-BN activations; then the eval-mode forward and the cross-entropy."""
+    sd = {k: v.double().numpy() for k, v in m.state_dict().items()}
+    h = x_cal @ sd["0.weight"].T + sd["0.bias"]
+    mu, var = h.mean(0), h.var(0, ddof=1)
+    he = x_ev @ sd["0.weight"].T + sd["0.bias"]
+    he = (he - mu) / np.sqrt(var + 1e-5) * sd["1.weight"] + sd["1.bias"]
+    logits = np.maximum(he, 0) @ sd["3.weight"].T + sd["3.bias"]
+    logp = logits - logits.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    return -logp[np.arange(len(y_ev)), y_ev].mean(), (logits.argmax(1) == y_ev).mean(), mu, var
+
+
+@pytest.mark.parametrize("formulation", ["vmap", "loop"])
+def test_bn_recompute_matches_hand_computed_reference(formulation):
+    task = tiny_bn_mlp_task()
+    ms = _models(task, 5, seed=4)
+    ev = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=32, formulation=formulation)
+    W = _flat(task, ms)
+    loss, acc = ev.evaluate(W)
+    stats = ev.statistics(W, formulation)
+    x_cal = task.train_data.x[:32].double().numpy()
+    x_ev, y_ev = task.eval_data.x.double().numpy(), task.eval_data.y.numpy()
+    for i, m in enumerate(ms):
+        l_ref, a_ref, mu, var = _hand_bn_mlp(m, x_cal, x_ev, y_ev)
+        np.testing.assert_allclose(stats["1.running_mean"][i].numpy(), mu, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats["1.running_var"][i].numpy(), var, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(loss[i], l_ref, rtol=1e-4)
+        assert acc[i] == pytest.approx(a_ref)
+
+
+def test_bn_recompute_cnn_matches_update_bn():
+    """Two BatchNorm2d layers: equal to torch.optim.swa_utils.update_bn with one calibration batch."""
+    task = tiny_bn_cnn_task()
+    ms = _models(task, 4, seed=5)
+    loss, acc = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=32,
+                                 formulation="vmap").evaluate(_flat(task, ms))
+    x_cal = task.train_data.x[:32]
+    for i, m in enumerate(ms):
+        m = copy.deepcopy(m)
+        torch.optim.swa_utils.update_bn([(x_cal,)], m)
+        ref = task.evaluate(m)
+        assert loss[i] == pytest.approx(ref[0], rel=1e-4) and acc[i] == pytest.approx(ref[1])
+
+
+def test_bn_reference_uses_the_given_buffers():
+    task = tiny_bn_cnn_task()
+    ms = _models(task, 3, seed=6)
+    torch.manual_seed(7)
+    for m in ms:  # give each model distinct, valid running statistics
+        for b in m.modules():
+            if isinstance(b, nn.BatchNorm2d):
+                b.running_mean.normal_()
+                b.running_var.uniform_(0.5, 2.0)
+    ev = BatchedEvaluator(task, "cpu", bn="reference", formulation="vmap")
+    bufs = {k: torch.stack([m.state_dict()[k] for m in ms]) for k in ev.buffer_keys}
+    loss, acc = ev.evaluate(_flat(task, ms), bufs)
+    ref = np.array([task.evaluate(m) for m in ms])
+    np.testing.assert_allclose(loss, ref[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(acc, ref[:, 1])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu():
+    for task, bn in [(get_task("digits-mlp"), None), (tiny_bn_cnn_task(), "recompute")]:
+        W = _flat(task, _models(task, 6, seed=8))
+        a = BatchedEvaluator(task, "cpu", bn=bn, formulation="vmap").evaluate(W)
+        for f in ("vmap", "loop"):
+            b = BatchedEvaluator(task, "cuda", bn=bn, formulation=f).evaluate(W)
+            np.testing.assert_allclose(a[0], b[0], rtol=1e-4)
+            np.testing.assert_allclose(a[1], b[1], atol=1e-6)
