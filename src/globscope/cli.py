@@ -1,4 +1,4 @@
-"""The ``globscope`` command line: index, zoo, fit, compare, demo."""
+"""The ``globscope`` command line: index, zoo, fit, compare, demo, landscape."""
 
 from __future__ import annotations
 
@@ -31,6 +31,33 @@ class Bars:
 
         def update(frac: float):
             bar.update(int(round(frac * 1000)) - bar.n)
+            if frac >= 1:
+                bar.close()
+
+        return update
+
+    def points(self, desc: str, total: int, unit: str = "pt"):
+        """A bar over ``total`` items (grid points) with items/s and an ETA, fed by a
+        ``progress(fraction)`` callback. Work found done at the first call (resumed chunks) counts
+        as the bar's start, so the rate shows only work done now."""
+        if not self.enabled:
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=True, file=sys.stderr,
+                   smoothing=0.1)
+        self.bars.append(bar)
+        first = [True]
+
+        def update(frac: float):
+            n = min(total, int(round(frac * total)))
+            if first[0]:
+                first[0] = False
+                if n:
+                    bar.initial = bar.n = bar.last_print_n = n
+                    bar.refresh()
+                    return
+            bar.update(n - bar.n)
             if frac >= 1:
                 bar.close()
 
@@ -108,6 +135,43 @@ def _cmd_demo(a, bars):
     print(f"\nbundle: {Path(a.out).resolve()}  (models.vtp opens in ParaView)")
 
 
+def _cmd_landscape(a, bars):
+    import os
+
+    from globscope.fileio import hash_file, write_json
+    from globscope.landscape import LatentGrid, compute_landscape
+    from globscope.landscape.driver import resolve_inputs
+
+    man, task, W, buffers = resolve_inputs(a.manifold, a.set, a.task)
+    Z = man.transform(W)
+    grid = LatentGrid.around(Z, a.resolution, a.margin)  # its shape (the bar's total); the engine fixes the rest
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    cp = a.chunk_points
+    share = sum(min((i + 1) * cp, grid.n_points) - i * cp for i in range(rank, -(-grid.n_points // cp), world))
+    progress = bars.points(f"landscape {'×'.join(map(str, grid.shape))}"
+                           + (f" (rank {rank} of {world})" if world > 1 else ""), share) if rank == 0 else None
+    s = compute_landscape(man, task, Z, a.out, resolution=a.resolution, W=W, buffers=buffers, bn=a.bn, device=a.device,
+                          formulation=a.formulation, chunk_points=cp, calibration_size=a.calibration_size,
+                          max_batch_models=a.max_batch_models, margin=a.margin,
+                          manifold_id=hash_file(a.manifold), progress=progress)
+    if s is None:  # not rank 0
+        return
+    s["manifold"] = str(Path(a.manifold).resolve())
+    write_json(Path(a.out) / "landscape.json", s)
+    e = s["engine"]
+    print(f"{task.name}: {s['n_points']} points ({'×'.join(map(str, grid.shape))}) in {s['eval_seconds']:.1f} s, "
+          f"{s['points_per_second']:.0f} points/s on {e['device']} ({e['formulation']}, {e['batch_models']} models "
+          f"per batch, {e['world_size']} process{'es' if e['world_size'] > 1 else ''}); "
+          f"{s['chunks']['reused']} of {s['chunks']['total']} chunks reused")
+    nf = s["non_finite_loss"]
+    if nf["total"]:
+        print(f"non-finite loss at {nf['total']} points (NaN {nf['nan']}, +inf {nf['posinf']}), kept in the field")
+    if "fidelity" in s:
+        f = s["fidelity"]["field_vs_direct"]
+        print(f"fidelity at the {s['n_models']} input models: |field - direct loss| mean {f['mae']:.4g}, max {f['max']:.4g}")
+    print(f"wrote {', '.join(str(Path(a.out) / f) for f in s['files'])} and {Path(a.out) / 'landscape.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from globscope.manifolds import DIMS, METHODS
     from globscope.tasks import BUILTIN_TASKS
@@ -161,6 +225,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="zoo epochs (default: the task's)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_cmd_demo)
+
+    from globscope.landscape import BN_MODES, DEFAULT_CHUNK_POINTS, FORMULATIONS
+
+    s = sub.add_parser("landscape", help="evaluate the loss over a latent grid of a fitted manifold "
+                                         "(resumable; runs under torchrun)")
+    s.add_argument("manifold", help="manifold file (from `globscope fit`)")
+    s.add_argument("--task", help=f"overrides the manifold's task: {tasks_help}")
+    s.add_argument("--set", help="overrides the manifold's checkpoint set folder")
+    s.add_argument("--resolution", type=int, nargs="+", required=True,
+                   help="grid vertices per axis: one value, or one per latent axis")
+    s.add_argument("--margin", type=float, default=0.1, help="fraction of the models' box added on each side")
+    s.add_argument("--out", required=True, help="output folder (landscape.vti, landscape.json, chunk cache)")
+    s.add_argument("--bn", choices=BN_MODES, help="BatchNorm statistics of decoded models (default: recompute)")
+    s.add_argument("--calibration-size", type=int, default=256, help="training examples for --bn recompute")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    s.add_argument("--formulation", choices=FORMULATIONS, default="auto",
+                   help="batched (vmap) or per-model (loop) evaluation; auto measures both")
+    s.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
+                   help="grid points per stored chunk (resume granularity)")
+    s.add_argument("--max-batch-models", type=int, help="most models per forward pass (default: from memory)")
+    s.set_defaults(fn=_cmd_landscape)
     return p
 
 
