@@ -1,4 +1,4 @@
-"""The ``globscope`` command line: index, zoo, fit, compare, demo, landscape."""
+"""The ``globscope`` command line: index, zoo, fit, compare, demo, landscape, topology."""
 
 from __future__ import annotations
 
@@ -172,6 +172,19 @@ def _cmd_landscape(a, bars):
     print(f"wrote {', '.join(str(Path(a.out) / f) for f in s['files'])} and {Path(a.out) / 'landscape.json'}")
 
 
+def _cmd_topology(a, bars):
+    from globscope.topology.export import run_topology
+
+    s = run_topology(a.field, a.array, a.persistence, a.absolute, a.out, progress=bars("topology"))
+    cps = ", ".join(f"{v} {k}" for k, v in s["critical_points"].items() if k != "regular")
+    print(f"{s['input']} [{s['array']}], grid {'x'.join(map(str, s['shape']))}: {s['n_minima_input']} minima; "
+          f"threshold {s['threshold']:.6g} leaves {s['n_basins']} basins")
+    print(f"simplified field: {cps}; merge tree {s['n_nodes']} nodes, {s['n_arcs']} arcs")
+    if s["n_nonfinite"]:
+        print(f"{s['n_nonfinite']} non-finite values (ordered above every finite value)")
+    print(f"wrote {', '.join(s['files'])} and topology.json -> {a.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from globscope.manifolds import DIMS, METHODS
     from globscope.tasks import BUILTIN_TASKS
@@ -246,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid points per stored chunk (resume granularity)")
     s.add_argument("--max-batch-models", type=int, help="most models per forward pass (default: from memory)")
     s.set_defaults(fn=_cmd_landscape)
+
+    s = sub.add_parser("topology", help="persistence pairs, simplification, merge (join) tree and basins "
+                                        "of a field (.vti, or .npz for d = 4)")
+    s.add_argument("field", help="FIELD.vti or FIELD.npz")
+    s.add_argument("--array", help="scalar point array (default: the file's first)")
+    s.add_argument("--persistence", type=float, default=0.0,
+                   help="simplification threshold, a fraction of the field's range (default 0: none)")
+    s.add_argument("--absolute", action="store_true", help="--persistence is in the field's units")
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(fn=_cmd_topology)
     return p
 
 

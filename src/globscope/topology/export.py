@@ -1,0 +1,168 @@
+"""Topology results on disk: CSV tables, ``topology.vtu`` (merge tree) and ``topology.vti``
+(the field with its simplification and basins), as ``globscope topology`` writes them.
+
+Fields of d = 4, which VTK image data cannot hold, are read from and written to ``.npz``
+(arrays indexed x first, plus ``origin`` and ``spacing``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from globscope.errors import GlobscopeError
+from globscope.fileio import atomic_path, write_json, write_text
+from globscope.topology.results import TopologyResult
+from globscope.vtkxml import VTK_LINE, VTK_VERTEX, read_field, write_image_data, write_unstructured_grid
+
+NPZ_META = ("origin", "spacing", "shape")
+
+
+@dataclass
+class GridField:
+    """A scalar field on a regular grid and the other arrays of its file.
+
+    ``values`` is indexed F[i, j(, k, l)], x first; ``arrays`` holds every point array of the
+    file in the same layout (the field included).
+    """
+
+    path: Path
+    name: str
+    values: np.ndarray
+    origin: tuple
+    spacing: tuple
+    arrays: dict
+
+    def coordinates(self, vertex_ids) -> np.ndarray:
+        """Positions, shape (n, d), of vertices given by VTK point id."""
+        idx = np.stack(np.unravel_index(np.asarray(vertex_ids, dtype=np.int64), self.values.shape, order="F"), 1)
+        d = self.values.ndim
+        return np.asarray(self.origin[:d]) + idx * np.asarray(self.spacing[:d])
+
+
+def read_grid_field(path, array: str | None = None) -> GridField:
+    """Read a scalar field from a ``.vti`` or ``.npz``; errors name the file and the problem."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        if not path.is_file():
+            raise GlobscopeError(f"{path}: file not found")
+        with np.load(path, allow_pickle=False) as z:
+            names = [k for k in z.files if k not in NPZ_META]
+            if not names:
+                raise GlobscopeError(f"{path}: holds no field arrays")
+            name = array or names[0]
+            if name not in names:
+                raise GlobscopeError(f"{path}: no array {name!r} (has {', '.join(names)})")
+            arrays = {k: z[k] for k in names}
+            d = arrays[name].ndim
+            origin = tuple(z["origin"]) if "origin" in z.files else (0.0,) * d
+            spacing = tuple(z["spacing"]) if "spacing" in z.files else (1.0,) * d
+        if any(a.shape != arrays[name].shape for a in arrays.values()):
+            raise GlobscopeError(f"{path}: arrays of different shapes")
+        return GridField(path, name, arrays[name].astype(np.float64), origin, spacing, arrays)
+    F, data = read_field(path, array)
+    name = array or next(iter(data.point_data))
+    arrays = {k: data.grid(k) for k, v in data.point_data.items() if np.ndim(v) == 1 and v.dtype != object}
+    return GridField(path, name, F.astype(np.float64), data.origin, data.spacing, arrays)
+
+
+def _csv(columns: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(columns))
+    for row in zip(*[np.asarray(c).tolist() for c in columns.values()]):
+        w.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    return buf.getvalue()
+
+
+def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
+    """Write every output of ``globscope topology`` into ``out``; return the file names.
+
+    ``persistence_pairs.csv`` holds the pairs of the input field (essential pair included);
+    the other files describe the simplified field (the input when nothing was simplified).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    p = result.pairs
+    write_text(out / "persistence_pairs.csv", _csv({
+        "birth_vertex": p.birth_vertex, "death_vertex": p.death_vertex, "birth": p.birth,
+        "death": p.death, "persistence": p.persistence, "pair_type": p.pair_type}))
+    cp = result.critical_points
+    write_text(out / "critical_points.csv", _csv({"vertex_id": cp.vertices, "critical_type": cp.types}))
+    t = result.join_tree
+    write_text(out / "merge_tree_nodes.csv", _csv({
+        "node_id": np.arange(t.n_nodes), "vertex_id": t.node_vertex, "scalar": t.node_scalar,
+        "critical_type": t.node_type}))
+    write_text(out / "merge_tree_arcs.csv", _csv({
+        "arc_id": np.arange(t.n_arcs), "down_node": t.arc_down, "up_node": t.arc_up}))
+    files = ["persistence_pairs.csv", "critical_points.csv", "merge_tree_nodes.csv", "merge_tree_arcs.csv"]
+
+    pos = field.coordinates(t.node_vertex)
+    node_arrays = {"NodeId": np.arange(t.n_nodes, dtype=np.int32), "VertexId": t.node_vertex.astype(np.int64),
+                   "Scalar": t.node_scalar, "CriticalType": t.node_type.astype(np.int32)}
+    if pos.shape[1] == 4:
+        node_arrays["w"] = pos[:, 3]
+    n_nodes, n_arcs = t.n_nodes, t.n_arcs
+    none_n, none_a = np.full(n_nodes, -1, np.int32), np.full(n_arcs, -1, np.int32)
+    write_unstructured_grid(
+        out / "topology.vtu", pos[:, :3],
+        [[i] for i in range(n_nodes)] + [[int(a), int(b)] for a, b in zip(t.arc_down, t.arc_up)],
+        [VTK_VERTEX] * n_nodes + [VTK_LINE] * n_arcs,
+        point_data=node_arrays,
+        cell_data={"NodeId": np.concatenate([np.arange(n_nodes, dtype=np.int32), none_a]),
+                   "SegmentationId": np.concatenate([none_n, np.arange(n_arcs, dtype=np.int32)]),
+                   "downNodeId": np.concatenate([none_n, t.arc_down.astype(np.int32)]),
+                   "upNodeId": np.concatenate([none_n, t.arc_up.astype(np.int32)]),
+                   "RegionSize": np.concatenate([none_n, t.region_size.astype(np.int32)])})
+    files.append("topology.vtu")
+
+    shape = field.values.shape
+    grids = dict(field.arrays)
+    grids[f"{field.name}_simplified"] = result.simplification.values.reshape(shape, order="F")
+    grids["SegmentationId"] = t.segmentation.reshape(shape, order="F").astype(np.int32)
+    grids["CriticalType"] = cp.critical_type.reshape(shape, order="F").astype(np.int32)
+    if len(shape) <= 3:
+        write_image_data(out / "topology.vti", grids, field.origin, field.spacing)
+        files.append("topology.vti")
+    else:
+        with atomic_path(out / "topology.npz") as tmp:
+            np.savez(tmp, origin=np.asarray(field.origin), spacing=np.asarray(field.spacing), **grids)
+        files.append("topology.npz")
+    return files
+
+
+def summary(result: TopologyResult, field: GridField, persistence: float, absolute: bool) -> dict:
+    """Counts and settings of a run, as ``topology.json`` records them."""
+    return {
+        "input": str(field.path), "array": field.name, "shape": list(field.values.shape),
+        "persistence": persistence, "absolute": absolute,
+        "threshold": float(result.simplification.threshold),
+        "n_nonfinite": int(result.n_nonfinite),
+        "n_pairs_input": int(len(result.pairs)),
+        "n_minima_input": int(np.count_nonzero(result.pairs.pair_type == 0)),
+        "n_basins": int(result.n_basins),
+        "n_nodes": result.join_tree.n_nodes, "n_arcs": result.join_tree.n_arcs,
+        "critical_points": {str(k): int(v) for k, v in result.critical_points.counts().items()},
+        "seconds": {k: round(v, 4) for k, v in result.timings.items()},
+    }
+
+
+def run_topology(path, array=None, persistence=0.0, absolute=False, out=None, progress=None) -> dict:
+    """Read a field file, analyse it, write all outputs and ``topology.json``; return the summary."""
+    from globscope.topology.analysis import analyze
+
+    field = read_grid_field(path, array)
+    if persistence < 0 or (not absolute and persistence > 1):
+        raise GlobscopeError(f"persistence must be a fraction in [0, 1] (or an absolute value with --absolute), "
+                             f"got {persistence}")
+    result = analyze(field.values, persistence, absolute, progress=progress)
+    out = Path(out or Path(path).with_suffix("").name + "_topology")
+    files = write_topology(result, field, out)
+    s = summary(result, field, persistence, absolute)
+    s["files"] = files
+    write_json(out / "topology.json", s)
+    return s
