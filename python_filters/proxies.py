@@ -1,0 +1,203 @@
+"""ParaView proxies of Globscope's algorithms: thin decorated subclasses, category "Globscope".
+
+Proxy ``name``s are a compatibility contract (``.pvsm`` files refer to them): never rename them.
+The topology proxies use TTK's property names (``ScalarField``, ``PersistenceThreshold``,
+``ThresholdIsAbsolute``, ``TreeType``) and port layout.
+
+Importing this module needs ParaView's Python (``paraview.util.vtkAlgorithm``); on ParaView 5.11
+with Python >= 3.11 install ``plugin/compat/globscope_pv_compat`` first (the plugin entry file
+and ``usercustomize.py`` do).
+"""
+
+from paraview.util.vtkAlgorithm import smdomain, smhint, smproperty, smproxy
+
+from python_filters import CATEGORY
+from python_filters import algorithms as A
+
+MENU = f'<ShowInMenu category="{CATEGORY}" />'
+
+
+def _enum(*names):
+    entries = "".join(f'<Entry value="{i}" text="{n}"/>' for i, n in enumerate(names))
+    return smdomain.xml(f'<EnumerationDomain name="enum">{entries}</EnumerationDomain>')
+
+
+def _scalar_field(input_name="Input"):
+    """TTK's ``ScalarField`` property: a point scalar array of the input."""
+    return smproperty.xml(f"""
+        <StringVectorProperty name="ScalarField" label="Scalar Field" command="SetInputArrayToProcess"
+                              element_types="0 0 0 0 2" number_of_elements="5" default_values="0">
+          <ArrayListDomain name="array_list" attribute_type="Scalars" input_domain_name="input_array">
+            <RequiredProperties><Property name="{input_name}" function="Input"/></RequiredProperties>
+          </ArrayListDomain>
+          <Documentation>The scalar field (point data) to analyse.</Documentation>
+        </StringVectorProperty>""")
+
+
+@smproxy.reader(name="GlobscopeCheckpointSetReader", label="Globscope Checkpoint Set Reader",
+                file_description="Globscope checkpoint set", filename_patterns="manifest.json")
+@smhint.xml(MENU)
+class GlobscopeCheckpointSetReader(A.CheckpointSetReader):
+    @smproperty.stringvector(name="FileName", panel_visibility="never")
+    @smdomain.filelist()
+    @smhint.filechooser(extensions="json", file_description="Globscope checkpoint set manifest")
+    def SetFileName(self, name):
+        return A.CheckpointSetReader.SetFileName(self, name)
+
+    @smproperty.stringvector(name="Variants", information_only="1")
+    def GetVariants(self):
+        return A.CheckpointSetReader.GetVariants(self)
+
+    @smproperty.intvector(name="ParameterCount", information_only="1")
+    def GetParameterCount(self):
+        return A.CheckpointSetReader.GetParameterCount(self)
+
+    @smproperty.intvector(name="NumberOfCheckpoints", information_only="1")
+    def GetNumberOfCheckpoints(self):
+        return A.CheckpointSetReader.GetNumberOfCheckpoints(self)
+
+
+@smproxy.filter(name="GlobscopeManifold", label="Manifold")
+@smhint.xml(MENU)
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkTable"], composite_data_supported=False)
+class GlobscopeManifold(A.ManifoldFilter):
+    @smproperty.intvector(name="Method", default_values=0)
+    @_enum(*A.METHODS)
+    def SetMethod(self, v):
+        return A.ManifoldFilter.SetMethod(self, v)
+
+    @smproperty.intvector(name="LatentDimension", default_values=2)
+    @_enum("2", "3")
+    def SetLatentDimension(self, v):
+        return A.ManifoldFilter.SetLatentDimension(self, v)
+
+    @smproperty.intvector(name="Seed", default_values=0)
+    def SetSeed(self, v):
+        return A.ManifoldFilter.SetSeed(self, v)
+
+    @smproperty.intvector(name="Epochs", default_values=0)
+    @smdomain.intrange(min=0, max=20000)
+    def SetEpochs(self, v):
+        """Autoencoder training epochs (0 = the manifold's default)."""
+        return A.ManifoldFilter.SetEpochs(self, v)
+
+    @smproperty.stringvector(name="Task", default_values="")
+    def SetTask(self, v):
+        return A.ManifoldFilter.SetTask(self, v)
+
+    @smproperty.stringvector(name="ManifoldFile", default_values="")
+    @smdomain.filelist()
+    @smhint.filechooser(extensions="pt", file_description="Globscope manifold")
+    def SetManifoldFile(self, v):
+        return A.ManifoldFilter.SetManifoldFile(self, v)
+
+
+@smproxy.filter(name="GlobscopeLossLandscape", label="Loss Landscape")
+@smhint.xml(MENU)
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkPolyData"], composite_data_supported=False)
+class GlobscopeLossLandscape(A.LossLandscape):
+    @smproperty.intvector(name="Resolution", default_values=32)
+    @smdomain.intrange(min=2, max=1024)
+    def SetResolution(self, v):
+        return A.LossLandscape.SetResolution(self, v)
+
+    @smproperty.doublevector(name="Margin", default_values=0.1)
+    @smdomain.doublerange(min=0.0, max=2.0)
+    def SetMargin(self, v):
+        return A.LossLandscape.SetMargin(self, v)
+
+    @smproperty.stringvector(name="Task", default_values="")
+    def SetTask(self, v):
+        return A.LossLandscape.SetTask(self, v)
+
+    @smproperty.intvector(name="Device", default_values=0)
+    @_enum(*A.DEVICES)
+    def SetDevice(self, v):
+        return A.LossLandscape.SetDevice(self, v)
+
+    @smproperty.intvector(name="BatchNormMode", default_values=0)
+    @_enum(*A.BN_MODES)
+    def SetBatchNormMode(self, v):
+        return A.LossLandscape.SetBatchNormMode(self, v)
+
+
+@smproxy.filter(name="GlobscopeProjectModels", label="Project Models")
+@smhint.xml(MENU)
+@smproperty.input(name="Landscape", port_index=1)
+@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+@smhint.xml("<Optional/>")
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkDataSet"], composite_data_supported=False)
+class GlobscopeProjectModels(A.ProjectModels):
+    @smproperty.stringvector(name="CheckpointSet", default_values="")
+    @smdomain.filelist()
+    @smhint.filechooser(extensions="json", file_description="Globscope checkpoint set manifest")
+    def SetCheckpointSet(self, v):
+        return A.ProjectModels.SetCheckpointSet(self, v)
+
+
+@smproxy.filter(name="GlobscopePersistenceDiagram", label="Persistence Diagram (Globscope)")
+@smhint.xml(MENU)
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+class GlobscopePersistenceDiagram(A.PersistenceDiagram):
+    @_scalar_field()
+    def SetInputArrayToProcess(self, idx, port, connection, field, name):
+        return A.PersistenceDiagram.SetInputArrayToProcess(self, idx, port, connection, field, name)
+
+
+@smproxy.filter(name="GlobscopeTopologicalSimplification", label="Topological Simplification (Globscope)")
+@smhint.xml(MENU)
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+class GlobscopeTopologicalSimplification(A.TopologicalSimplification):
+    @_scalar_field()
+    def SetInputArrayToProcess(self, idx, port, connection, field, name):
+        return A.TopologicalSimplification.SetInputArrayToProcess(self, idx, port, connection, field, name)
+
+    @smproperty.doublevector(name="PersistenceThreshold", default_values=0.05)
+    def SetPersistenceThreshold(self, v):
+        """Pairs with persistence at most this are removed (a fraction of the value range unless
+        ThresholdIsAbsolute)."""
+        return A.TopologicalSimplification.SetPersistenceThreshold(self, v)
+
+    @smproperty.intvector(name="ThresholdIsAbsolute", default_values=0)
+    @smdomain.xml('<BooleanDomain name="bool"/>')
+    def SetThresholdIsAbsolute(self, v):
+        return A.TopologicalSimplification.SetThresholdIsAbsolute(self, v)
+
+
+@smproxy.filter(name="GlobscopeMergeTree", label="Merge Tree (Globscope)")
+@smhint.xml(MENU)
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+class GlobscopeMergeTree(A.MergeTree):
+    @_scalar_field()
+    def SetInputArrayToProcess(self, idx, port, connection, field, name):
+        return A.MergeTree.SetInputArrayToProcess(self, idx, port, connection, field, name)
+
+    @smproperty.intvector(name="TreeType", default_values=0)
+    @_enum("Join Tree")
+    def SetTreeType(self, v):
+        """Only the join tree (merge tree of sublevel sets): basins of a loss."""
+        if int(v) != 0:
+            raise ValueError("the Globscope merge tree computes the join tree only (TreeType 0)")
+
+
+@smproxy.filter(name="GlobscopeBasins", label="Basins")
+@smhint.xml(MENU)
+@smproperty.input(name="Segmentation", port_index=1)
+@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkPointSet"], composite_data_supported=False)
+class GlobscopeBasins(A.Basins):
+    pass
+
+
+PROXIES = {c.__name__: c for c in (GlobscopeCheckpointSetReader, GlobscopeManifold, GlobscopeLossLandscape,
+                                   GlobscopeProjectModels, GlobscopePersistenceDiagram,
+                                   GlobscopeTopologicalSimplification, GlobscopeMergeTree, GlobscopeBasins)}
+
+__all__ = list(PROXIES)
