@@ -1,0 +1,220 @@
+"""Starting ParaView's programs (pvpython, pvbatch, paraview) for Globscope, from the core.
+
+This module never imports ``paraview`` or ``vtkmodules`` (the core must not): it finds the
+executables, builds their environment — ``PYTHONPATH`` with the ParaView 5.11 compatibility hook
+(``plugin/compat/usercustomize.py``), the ``python_filters`` package, the core and this
+interpreter's site-packages (PyTorch and friends), and ``PV_PLUGIN_PATH`` with the plugin — and
+runs them, under ``xvfb-run`` when there is no display (Debian's ParaView renders only through X).
+
+Public functions: :func:`render` (``globscope render``), :func:`open_gui` (``globscope paraview``),
+:func:`doctor` (``globscope doctor``); building blocks :func:`environment`, :func:`command`,
+:func:`run_script`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from globscope.errors import GlobscopeError
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+XVFB_SERVER_ARGS = "-screen 0 1920x1080x24"
+DOCTOR_MARK = "GLOBSCOPE-DOCTOR "
+
+
+def plugin_dir() -> Path:
+    """The folder holding ``GlobscopePlugin.py`` (``$GLOBSCOPE_PLUGIN_DIR`` overrides)."""
+    d = Path(os.environ.get("GLOBSCOPE_PLUGIN_DIR") or ROOT / "plugin")
+    if not (d / "GlobscopePlugin.py").is_file():
+        raise GlobscopeError(f"{d}: no GlobscopePlugin.py (set GLOBSCOPE_PLUGIN_DIR to the installed plugin folder)")
+    return d
+
+
+def state_files_dir() -> Path:
+    """Scripts run inside ParaView (render, GUI start, doctor) and the shipped states."""
+    d = Path(os.environ.get("GLOBSCOPE_STATE_DIR") or ROOT / "state_files")
+    if not (d / "globscope_state.py").is_file():
+        raise GlobscopeError(f"{d}: Globscope's state_files folder not found (set GLOBSCOPE_STATE_DIR)")
+    return d
+
+
+def find_executable(name: str) -> str:
+    """``pvpython``, ``pvbatch`` or ``paraview``: from ``$PARAVIEW_BIN`` (a folder) or PATH."""
+    folder = os.environ.get("PARAVIEW_BIN")
+    if folder and (Path(folder) / name).is_file():
+        return str(Path(folder) / name)
+    exe = shutil.which(name)
+    if exe is None:
+        raise GlobscopeError(f"{name} not found: install ParaView (apt-get install paraview python3-paraview) "
+                             "or set PARAVIEW_BIN to the folder holding it")
+    return exe
+
+
+def _python_path() -> list[str]:
+    plug = plugin_dir()
+    paths = [str(plug / "compat"), str(plug.parent)]  # compat hook; python_filters next to or above plugin
+    src = ROOT / "src"
+    if (src / "globscope").is_dir():
+        paths.append(str(src))
+    if sys.prefix != sys.base_prefix:  # a virtual environment: its packages (torch, numba, …)
+        paths.append(sysconfig.get_paths()["purelib"])
+    return paths
+
+
+def environment(extra: dict | None = None) -> dict:
+    """The environment for a ParaView program that loads Globscope's plugin.
+
+    ``PYTHONPATH`` puts the compatibility hook first; ``PV_PLUGIN_PATH`` makes ParaView load
+    the plugin at start-up. ``extra`` entries are added last.
+    """
+    env = dict(os.environ)
+    old = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(_python_path() + old))
+    pv = [p for p in env.get("PV_PLUGIN_PATH", "").split(os.pathsep) if p]
+    env["PV_PLUGIN_PATH"] = os.pathsep.join(dict.fromkeys([str(plugin_dir())] + pv))
+    env.setdefault("OMP_NUM_THREADS", "1" if (os.cpu_count() or 1) <= 2 else env.get("OMP_NUM_THREADS", ""))
+    if not env["OMP_NUM_THREADS"]:
+        env.pop("OMP_NUM_THREADS")
+    env.update(extra or {})
+    return env
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def command(program: str, args=(), display: bool | None = None) -> list[str]:
+    """``[xvfb-run -a -s …] program args``; ``display``: whether rendering is needed (None: when
+    no display is present, wrap in ``xvfb-run``)."""
+    cmd = [find_executable(program), *map(str, args)]
+    if display is False or has_display():
+        return cmd
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        raise GlobscopeError("no display and no xvfb-run: install xvfb (apt-get install xvfb) or set DISPLAY")
+    return [xvfb, "-a", "-s", XVFB_SERVER_ARGS, *cmd]
+
+
+def run_script(program: str, script, args=(), *, display: bool | None = None, timeout: float | None = None,
+               env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a Python script with pvpython or pvbatch in :func:`environment`."""
+    cmd = command(program, [str(script), *args], display=display)
+    log.info("running %s", " ".join(cmd))
+    r = subprocess.run(cmd, env=environment(env), capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:])
+        raise GlobscopeError(f"{program} {Path(script).name} failed (exit {r.returncode}):\n{tail}")
+    return r
+
+
+def render(bundle, out_png, state=None, size=(1600, 1000), timeout: float | None = 900) -> Path:
+    """Render a bundle's landscape to a PNG with pvbatch (under ``xvfb-run`` without a display).
+
+    Parameters
+    ----------
+    bundle : path
+        A bundle folder with ``landscape.vti`` (and ``models.vtp``).
+    out_png : path
+    state : path, optional
+        A ``.pvsm`` or Python state (``.py``); default: Globscope's landscape state, built for the
+        bundle. A ``.pvsm`` is loaded with its data files remapped into ``bundle``.
+    size : (width, height)
+    """
+    bundle = Path(bundle).resolve()
+    out = Path(out_png).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = ["render", "--bundle", bundle, "--out", out, "--size", int(size[0]), int(size[1])]
+    if state:
+        args += ["--state", Path(state).resolve()]
+    run_script("pvbatch", state_files_dir() / "globscope_state.py", args, timeout=timeout)
+    if not out.is_file():
+        raise GlobscopeError(f"pvbatch finished without writing {out}")
+    return out
+
+
+def save_state(bundle, out_pvsm=None, timeout: float | None = 900) -> Path:
+    """Write ``globscope.pvsm`` (the landscape state built for ``bundle``) into the bundle."""
+    bundle = Path(bundle).resolve()
+    out = Path(out_pvsm or bundle / "globscope.pvsm").resolve()
+    run_script("pvbatch", state_files_dir() / "globscope_state.py",
+               ["save", "--bundle", bundle, "--out", out], timeout=timeout)
+    return out
+
+
+def gui_command(bundle, state=None) -> tuple[list[str], dict]:
+    """The command line and environment :func:`open_gui` uses (printed by the demo)."""
+    bundle = Path(bundle).resolve()
+    extra = {"GLOBSCOPE_BUNDLE": str(bundle), "GLOBSCOPE_STATE_DIR": str(state_files_dir())}
+    if state:
+        extra["GLOBSCOPE_STATE"] = str(Path(state).resolve())
+    script = state_files_dir() / "gui_start.py"
+    return command("paraview", [f"--script={script}"]), extra
+
+
+def open_gui(bundle, state=None, wait: bool = True, env: dict | None = None):
+    """Open the ParaView GUI with the plugin loaded and the landscape state applied to ``bundle``.
+
+    Returns the exit code (``wait``) or the ``Popen``.
+    """
+    cmd, extra = gui_command(bundle, state)
+    p = subprocess.Popen(cmd, env=environment({**extra, **(env or {})}))
+    return p.wait() if wait else p
+
+
+def doctor(timeout: float | None = 300) -> dict:
+    """What the ParaView side looks like: versions, plugin, TTK, CUDA, the engine used.
+
+    Returns
+    -------
+    dict
+        ``paraview`` (version or None), ``executables``, ``display`` / ``xvfb``, ``plugin_loads``,
+        ``ttk`` (present, version, merge-tree proxy), ``engine`` ("ttk" or "globscope"),
+        ``cuda`` (available, device), ``problems`` (list of str).
+    """
+    report: dict = {"executables": {}, "problems": []}
+    for name in ("pvpython", "pvbatch", "paraview"):
+        try:
+            report["executables"][name] = find_executable(name)
+        except GlobscopeError:
+            report["executables"][name] = None
+            report["problems"].append(f"{name} not found")
+    report["display"] = has_display()
+    report["xvfb"] = shutil.which("xvfb-run")
+    if not report["display"] and not report["xvfb"]:
+        report["problems"].append("no display and no xvfb-run: renders will fail")
+    try:
+        import torch
+
+        report["cuda"] = {"available": bool(torch.cuda.is_available()),
+                          "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                          "torch": torch.__version__}
+    except Exception as e:  # noqa: BLE001
+        report["cuda"] = {"available": False, "error": str(e)}
+    report.update({"paraview": None, "plugin_loads": False, "ttk": {"present": False}, "engine": "globscope"})
+    if report["executables"].get("pvpython"):
+        try:
+            r = run_script("pvpython", state_files_dir() / "globscope_state.py", ["doctor"], display=False,
+                           timeout=timeout, check=False)
+            lines = [ln for ln in r.stdout.splitlines() if ln.startswith(DOCTOR_MARK)]
+            if lines:
+                report.update(json.loads(lines[-1][len(DOCTOR_MARK):]))
+            else:
+                report["problems"].append("pvpython could not report: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+        except (GlobscopeError, subprocess.TimeoutExpired) as e:
+            report["problems"].append(str(e))
+    if not report["plugin_loads"]:
+        report["problems"].append("the Globscope plugin did not load in pvpython")
+    return report
+
+
+__all__ = ["environment", "command", "run_script", "render", "save_state", "open_gui", "gui_command", "doctor",
+           "find_executable", "plugin_dir", "state_files_dir", "has_display"]

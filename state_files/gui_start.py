@@ -1,0 +1,23 @@
+"""Run by ``paraview --script=gui_start.py`` (``globscope paraview BUNDLE``): apply the landscape
+state to the bundle named by ``GLOBSCOPE_BUNDLE`` (a saved state ``GLOBSCOPE_STATE``, .pvsm or .py,
+instead of building it, when set). With ``GLOBSCOPE_SCREENSHOT`` a screenshot of the landscape
+view is written there (the GUI test)."""
+
+import os
+import sys
+
+_dir = os.environ.get("GLOBSCOPE_STATE_DIR") or os.path.dirname(os.path.abspath(globals().get("__file__", ".")))
+if _dir not in sys.path:
+    sys.path.insert(0, _dir)
+
+import globscope_state as gs  # noqa: E402
+from paraview import simple  # noqa: E402
+
+bundle = os.environ.get("GLOBSCOPE_BUNDLE") or os.getcwd()
+state = os.environ.get("GLOBSCOPE_STATE")
+view = gs.load_state(state, bundle) if state else gs.build_landscape(bundle)
+simple.SetActiveView(view)
+simple.Render(view)
+shot = os.environ.get("GLOBSCOPE_SCREENSHOT")
+if shot:
+    simple.SaveScreenshot(shot, view, ImageResolution=[1200, 800])
