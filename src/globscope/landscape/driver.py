@@ -105,6 +105,25 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
     done_pts = n_mine - sum(store.span(i)[1] - store.span(i)[0] for i in todo)
     if progress:
         progress(done_pts / n_mine)
+    with evaluator.session():
+        _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, done_pts, progress, should_abort)
+    if progress:
+        progress(1.0)
+    parts = ctx.gather({i: store.load(i) for i in mine})
+    if not ctx.is_main:
+        return None
+    fields = {k: np.empty(grid.n_points) for k in ("loss", "accuracy", "distance")}
+    for part in parts:
+        for i, arrays in part.items():
+            start, stop = store.span(i)
+            if not store.has(i):  # another node's chunk: keep it here too
+                store.save(i, arrays)
+            for k in fields:
+                fields[k][start:stop] = arrays[k]
+    return fields
+
+
+def _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, done_pts, progress, should_abort):
     for i in todo:
         start, stop = store.span(i)
         pts = grid.points(start, stop)
@@ -126,20 +145,6 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
             if progress:
                 progress(min(done_pts / n_mine, 1.0))
         store.save(i, {"loss": loss, "accuracy": acc, "distance": dist})
-    if progress:
-        progress(1.0)
-    parts = ctx.gather({i: store.load(i) for i in mine})
-    if not ctx.is_main:
-        return None
-    fields = {k: np.empty(grid.n_points) for k in ("loss", "accuracy", "distance")}
-    for part in parts:
-        for i, arrays in part.items():
-            start, stop = store.span(i)
-            if not store.has(i):  # another node's chunk: keep it here too
-                store.save(i, arrays)
-            for k in fields:
-                fields[k][start:stop] = arrays[k]
-    return fields
 
 
 def _finite_stats(v: np.ndarray) -> dict:
@@ -165,7 +170,8 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
                       buffers: list[dict] | None = None, bn: str | None = None, device=None,
                       formulation: str = "auto", chunk_points: int = DEFAULT_CHUNK_POINTS,
                       calibration_size: int = 256, memory_budget: int | None = None,
-                      max_batch_models: int | None = None, manifold_id: str | None = None,
+                      max_batch_models: int | None = None, threads: int | None = None,
+                      manifold_id: str | None = None,
                       progress: Callable[[float], None] | None = None,
                       should_abort: Callable[[], bool] | None = None, ctx: Context | None = None) -> dict | None:
     """Compute the loss field of ``task`` over a latent grid and write it to ``out``.
@@ -193,7 +199,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
         evaluating BatchNorm input models directly.
     bn : {"recompute", "reference"}, optional
         BatchNorm statistics of decoded models (default recompute; ignored without BatchNorm).
-    device, formulation, calibration_size, memory_budget, max_batch_models
+    device, formulation, calibration_size, memory_budget, max_batch_models, threads
         See ``BatchedEvaluator``.
     chunk_points : int
         Grid points per stored chunk (the resume granularity; part of the store's key).
@@ -224,7 +230,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
         if dev.type == "cuda" and ctx.world > 1 and device in (None, "auto", "cuda"):
             dev = torch.device("cuda", ctx.local_rank % torch.cuda.device_count())
         ev = BatchedEvaluator(task, dev, bn=bn, calibration_size=calibration_size, formulation=formulation,
-                              memory_budget=memory_budget, max_batch_models=max_batch_models)
+                              memory_budget=memory_budget, max_batch_models=max_batch_models, threads=threads)
         reference = None
         if ev.bn == "reference":
             if buffers is None or len(buffers) != len(Z):
