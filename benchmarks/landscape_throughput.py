@@ -1,0 +1,232 @@
+"""Loss-field throughput: the same decoded weights evaluated three ways, and peak RSS vs grid size.
+
+(a) ``li``: the per-point loop of loss-landscape (Li et al.): load the vector into the module, then
+    run the evaluation data through a ``DataLoader`` with batch size 128;
+(b) ``loop``: the best per-model loop: load the vector, one forward pass over the whole set;
+(c) ``engine``: ``BatchedEvaluator(formulation="auto")`` (stacked / vmap / loop, threads measured).
+
+For ``fashion-cnn`` all three recompute BatchNorm statistics from the same calibration batch
+(256 training images) before evaluating. Weights: a 2-D PCA manifold of 8 randomly initialised
+models of the task, decoded on a grid (throughput does not depend on the values).
+
+Rates are medians of per-model (a, b) or per-batch (c) times, robust to a shared machine.
+The GFLOP/s count the forward passes' matrix products and convolutions (torch's flop counter);
+the peak is a 4096² ``torch.mm`` timed in the same run.
+
+    python benchmarks/landscape_throughput.py [--json] [--tasks ...] [--no-rss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from globscope.landscape import BatchedEvaluator, LatentGrid, compute_landscape  # noqa: E402
+from globscope.manifolds import make_manifold  # noqa: E402
+from globscope.tasks import get_task  # noqa: E402
+
+# models evaluated by (a), (b), (c) per task
+COUNTS = {"digits-mlp": (24, 64, 4096), "fashion-mlp": (8, 24, 512), "fashion-cnn": (4, 8, 48)}
+CALIBRATION = 256
+
+
+def decoded_weights(task, n: int, seed: int = 0):
+    """``n`` weight vectors decoded from a 2-D PCA manifold of 8 random models; also the manifold and Z."""
+    torch.manual_seed(seed)
+    W0 = np.stack([task.layout.flatten(task.make_model().state_dict()) for _ in range(8)])
+    man = make_manifold("pca", 2).fit(W0)
+    Z = man.transform(W0)
+    side = int(np.ceil(np.sqrt(n)))
+    grid = LatentGrid.around(Z, side, 0.1)
+    return torch.from_numpy(man.inverse_transform(grid.points(0, n))), man, Z, W0
+
+
+def peak_gflops(reps: int = 7) -> float:
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    torch.mm(a, b)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        ts.append(time.perf_counter() - t0)
+    return 2 * 4096 ** 3 / statistics.median(ts) / 1e9
+
+
+def recompute_bn(model, x_cal):
+    """BatchNorm statistics from one calibration batch (as ``torch.optim.swa_utils.update_bn``)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    model(x_cal)
+    model.eval()
+
+
+@torch.no_grad()
+def li_loop(task, W, x_cal):
+    """(a) loss-landscape's per-point evaluation: vector into the module, DataLoader of 128."""
+    model = task.make_model().eval()
+    loader = DataLoader(TensorDataset(task.eval_data.x, task.eval_data.y), batch_size=128, shuffle=False)
+    losses, times = [], []
+    for w in W:
+        t0 = time.perf_counter()
+        model.load_state_dict(task.layout.unflatten(w), strict=False)
+        if x_cal is not None:
+            recompute_bn(model, x_cal)
+        total, correct, n = 0.0, 0, 0
+        for xb, yb in loader:
+            out = model(xb)
+            total += F.cross_entropy(out, yb, reduction="sum").item()
+            correct += (out.argmax(1) == yb).sum().item()
+            n += len(yb)
+        losses.append(total / n)
+        times.append(time.perf_counter() - t0)
+    return np.array(losses), statistics.median(times)
+
+
+@torch.no_grad()
+def best_loop(task, W, x_cal):
+    """(b) the best per-model loop: vector into the module, one forward over the whole set."""
+    model = task.make_model().eval()
+    x, y = task.eval_data.x, task.eval_data.y
+    losses, times = [], []
+    for w in W:
+        t0 = time.perf_counter()
+        model.load_state_dict(task.layout.unflatten(w), strict=False)
+        if x_cal is not None:
+            recompute_bn(model, x_cal)
+        out = model(x)
+        losses.append(float(F.cross_entropy(out, y)))
+        float((out.argmax(1) == y).float().mean())
+        times.append(time.perf_counter() - t0)
+    return np.array(losses), statistics.median(times)
+
+
+def engine(task, W):
+    """(c) the engine: auto formulation, batches of ``batch_models``; median time per model."""
+    ev = BatchedEvaluator(task, "cpu", bn="recompute" if task.has_batchnorm else None,
+                          calibration_size=CALIBRATION, formulation="auto")
+    B = ev.batch_models
+    with ev.session():
+        ev.evaluate(W[:B])  # the auto choice (timed candidates) happens here
+        losses, times = [], []
+        for s in range(0, len(W), B):
+            t0 = time.perf_counter()
+            loss, _ = ev.evaluate(W[s:s + B])
+            times.append((time.perf_counter() - t0) / len(W[s:s + B]))
+            losses.append(loss)
+    return np.concatenate(losses), statistics.median(times), ev
+
+
+def bench_task(name: str, peak: float) -> dict:
+    task = get_task(name)
+    n_li, n_loop, n_engine = COUNTS.get(name, (8, 16, 256))
+    W, *_ = decoded_weights(task, max(n_li, n_loop, n_engine))
+    x_cal = task.train_data.x[:CALIBRATION] if task.has_batchnorm else None
+    l_li, t_li = li_loop(task, W[:n_li], x_cal)
+    l_loop, t_loop = best_loop(task, W[:n_loop], x_cal)
+    l_eng, t_eng, ev = engine(task, W[:n_engine])
+    k = min(n_li, n_loop)
+    diff = max(np.abs(l_li[:k] - l_loop[:k]).max(), np.abs(l_li[:k] - l_eng[:k]).max(),
+               np.abs(l_loop[:k] - l_eng[:k]).max())
+    flops = ev.flops_per_model() * (1 + (CALIBRATION / ev.n_eval if task.has_batchnorm else 0))
+    return {"li_models_per_s": 1 / t_li, "loop_models_per_s": 1 / t_loop, "engine_models_per_s": 1 / t_eng,
+            "ratio_vs_li": t_li / t_eng, "ratio_vs_loop": t_loop / t_eng,
+            "gflops": flops / t_eng / 1e9, "peak_gflops": peak, "max_abs_diff": float(diff),
+            "engine_formulation": ev.formulation, "engine_threads": ev.threads, "batch_models": ev.batch_models,
+            "data_batch": ev.data_batch,
+            "candidates_ms_per_model": ev.timings, "models": [n_li, n_loop, n_engine]}
+
+
+def rss_child(resolution: int, chunk_points: int) -> None:
+    """Run one digits-mlp field at ``resolution``² and print this process's peak RSS (MiB)."""
+    task = get_task("digits-mlp")
+    _, man, Z, W0 = decoded_weights(task, 4)
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        compute_landscape(man, task, Z, out, resolution=resolution, chunk_points=chunk_points,
+                          formulation="stacked", max_batch_models=256, threads=1)
+        dt = time.perf_counter() - t0
+    print(json.dumps({"resolution": resolution, "peak_rss_mib": peak_rss_mib(), "seconds": dt}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS: VmHWM (reset by exec, unlike ru_maxrss, which a spawned child
+    inherits from the forked parent's pages)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_scaling(sizes=(64, 128, 256), chunk_points: int = 1024) -> list[dict]:
+    rows = []
+    for r in sizes:
+        out = subprocess.run([sys.executable, __file__, "--rss-child", str(r), "--chunk-points", str(chunk_points)],
+                             capture_output=True, text=True, check=True, env={**os.environ})
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=["digits-mlp", "fashion-mlp", "fashion-cnn"])
+    p.add_argument("--json", action="store_true", help="one JSON object keyed by task")
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS scaling runs")
+    p.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--chunk-points", type=int, default=1024)
+    a = p.parse_args()
+    if a.rss_child:
+        rss_child(a.rss_child, a.chunk_points)
+        return
+    peak = peak_gflops()
+    results = {t: bench_task(t, peak) for t in a.tasks}
+    if not a.no_rss:
+        rss = rss_scaling(chunk_points=a.chunk_points)
+    if a.json:
+        out = dict(results)
+        if not a.no_rss:
+            out["_rss"] = rss
+        print(json.dumps(out, indent=1))
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.1f} GFLOP/s (4096² mm)")
+    print(f"{'task':12} {'li/s':>9} {'loop/s':>9} {'engine/s':>10} {'c/a':>7} {'c/b':>6} {'GFLOP/s':>8} "
+          f"{'% peak':>7} {'max|diff|':>10}  engine")
+    for t, r in results.items():
+        print(f"{t:12} {r['li_models_per_s']:9.1f} {r['loop_models_per_s']:9.1f} {r['engine_models_per_s']:10.1f} "
+              f"{r['ratio_vs_li']:7.1f} {r['ratio_vs_loop']:6.2f} {r['gflops']:8.1f} "
+              f"{100 * r['gflops'] / peak:6.0f}% {r['max_abs_diff']:10.2e}  "
+              f"{r['engine_formulation']}, {r['engine_threads']} thr, {r['batch_models']} models × {r['data_batch']} examples")
+        print(f"{'':12} candidates (ms/model): "
+              + ", ".join(f"{k} {v:.3g}" for k, v in r["candidates_ms_per_model"].items()))
+    if not a.no_rss:
+        base = rss[0]["peak_rss_mib"]
+        print(f"peak RSS, digits-mlp field, {a.chunk_points} points per chunk:")
+        for row in rss:
+            print(f"  {row['resolution']:4d}²: {row['peak_rss_mib']:7.1f} MiB ({row['peak_rss_mib'] / base - 1:+.1%}), "
+                  f"{row['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
