@@ -152,7 +152,7 @@ def _cmd_landscape(a, bars):
                            + (f" (rank {rank} of {world})" if world > 1 else ""), share) if rank == 0 else None
     s = compute_landscape(man, task, Z, a.out, resolution=a.resolution, W=W, buffers=buffers, bn=a.bn, device=a.device,
                           formulation=a.formulation, chunk_points=cp, calibration_size=a.calibration_size,
-                          max_batch_models=a.max_batch_models, margin=a.margin,
+                          max_batch_models=a.max_batch_models, threads=a.threads, margin=a.margin,
                           manifold_id=hash_file(a.manifold), progress=progress)
     if s is None:  # not rank 0
         return
@@ -254,10 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calibration-size", type=int, default=256, help="training examples for --bn recompute")
     s.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     s.add_argument("--formulation", choices=FORMULATIONS, default="auto",
-                   help="batched (vmap) or per-model (loop) evaluation; auto measures both")
+                   help="stacked (MLPs), batched (vmap) or per-model (loop) evaluation; auto measures them")
     s.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
                    help="grid points per stored chunk (resume granularity)")
     s.add_argument("--max-batch-models", type=int, help="most models per forward pass (default: from memory)")
+    s.add_argument("--threads", type=int, help="CPU threads (default: torch's, or fewer where --formulation auto "
+                                                "measures that to be faster)")
     s.set_defaults(fn=_cmd_landscape)
 
     s = sub.add_parser("topology", help="persistence pairs, simplification, merge (join) tree and basins "
