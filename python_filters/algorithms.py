@@ -287,6 +287,14 @@ class ManifoldFilter(GlobscopeAlgorithm):
         self._set("method", v)
 
     def SetLatentDimension(self, v): self._set("dim", int(v))
+
+    def latent_dim(self) -> int:
+        """The output's latent dimension, known before execution (for downstream extents)."""
+        if self.manifold_file:
+            from globscope.manifolds import load_manifold
+
+            return load_manifold(self.manifold_file).dim
+        return self.dim
     def SetSeed(self, v): self._set("seed", int(v))
     def SetEpochs(self, v): self._set("epochs", int(v))
     def SetTask(self, v): self._set("task", str(v or ""))
@@ -353,6 +361,31 @@ class LossLandscape(GlobscopeAlgorithm):
         if getattr(self, attr) != value:
             setattr(self, attr, value)
             self.Modified()
+
+    def _latent_dim(self, inInfo) -> int:
+        """The latent dimension before any data exists: asked from the upstream Manifold filter,
+        else read from the last input, else 2."""
+        from vtkmodules.vtkCommonExecutionModel import vtkExecutive
+
+        info = inInfo[0].GetInformationObject(0)
+        try:
+            algo = info.Get(vtkExecutive.PRODUCER()).GetAlgorithm()
+            if hasattr(algo, "latent_dim"):
+                return int(algo.latent_dim())
+        except Exception:  # noqa: BLE001 - fall back to the data
+            pass
+        data = info.Get(vtkDataObject.DATA_OBJECT())
+        arr = data.GetFieldData().GetArray("latent_dim") if data is not None else None
+        return int(arr.GetValue(0)) if arr is not None and arr.GetNumberOfTuples() else 2
+
+    def RequestInformation(self, request, inInfo, outInfo):
+        # image outputs need their extent before RequestData (else a second consumer's request
+        # finds an empty update extent and the executive empties the output)
+        dim = self._latent_dim(inInfo)
+        r = self.resolution - 1
+        ext = [0, r, 0, r, 0, r if dim == 3 else 0]
+        outInfo.GetInformationObject(0).Set(vtkStreamingDemandDrivenPipeline.WHOLE_EXTENT(), ext, 6)
+        return 1
 
     def SetResolution(self, v): self._set("resolution", int(v))
     def SetMargin(self, v): self._set("margin", float(v))
@@ -676,7 +709,8 @@ class Basins(GlobscopeAlgorithm):
         pts = vtkDataObject.GetData(inInfo[0].GetInformationObject(0))
         seg = vtkImageData.GetData(inInfo[1].GetInformationObject(0))
         if seg.GetPointData().GetArray("SegmentationId") is None:
-            raise ValueError("port 1 has no SegmentationId array (connect a merge tree's segmentation)")
+            names = [seg.GetPointData().GetArrayName(i) for i in range(seg.GetPointData().GetNumberOfArrays())]
+            raise ValueError(f"port 1 has no SegmentationId array (connect a merge tree's segmentation); it has {names}")
         P = vc.point_coords(pts)
         origin, spacing, dims = np.array(seg.GetOrigin()), np.array(seg.GetSpacing()), np.array(seg.GetDimensions())
         idx = np.rint((P - origin) / np.where(spacing > 0, spacing, 1)).astype(np.int64)

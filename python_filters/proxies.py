@@ -17,8 +17,9 @@ from python_filters import algorithms as A
 MENU = f'<ShowInMenu category="{CATEGORY}" />'
 
 
-def _enum(*names):
-    entries = "".join(f'<Entry value="{i}" text="{n}"/>' for i, n in enumerate(names))
+def _enum(*names, values=None):
+    values = range(len(names)) if values is None else values
+    entries = "".join(f'<Entry value="{v}" text="{n}"/>' for v, n in zip(values, names))
     return smdomain.xml(f'<EnumerationDomain name="enum">{entries}</EnumerationDomain>')
 
 
@@ -68,7 +69,7 @@ class GlobscopeManifold(A.ManifoldFilter):
         return A.ManifoldFilter.SetMethod(self, v)
 
     @smproperty.intvector(name="LatentDimension", default_values=2)
-    @_enum("2", "3")
+    @_enum("2", "3", values=(2, 3))
     def SetLatentDimension(self, v):
         return A.ManifoldFilter.SetLatentDimension(self, v)
 
