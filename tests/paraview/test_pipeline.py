@@ -1,0 +1,79 @@
+"""The whole pipeline in pvpython on a tiny zoo: reader → manifold → loss landscape → topology,
+basins, projected models; outputs fetched and checked."""
+
+import pytest
+from conftest import HOOK, PLUGIN, needs_paraview
+
+pytestmark = [pytest.mark.paraview, needs_paraview]
+
+SCRIPT = HOOK + f"""
+import json, sys
+from paraview.simple import *
+from paraview import servermanager as sm
+LoadPlugin({PLUGIN!r}, remote=False)
+from python_filters import ttk as routing
+zoo = sys.argv[1]
+
+def arrays(obj, kind="point"):
+    a = obj.GetPointData() if kind == "point" else obj.GetCellData()
+    return sorted(a.GetArrayName(i) for i in range(a.GetNumberOfArrays()))
+
+reader = routing.create("GlobscopeCheckpointSetReader", group="sources", FileName=zoo)
+reader.UpdatePipeline()
+reader.UpdatePropertyInformation()
+out = {{"variants": list(reader.GetProperty("Variants")), "n_params": reader.GetProperty("ParameterCount")[0]}}
+man = routing.create("GlobscopeManifold", [reader], Method=1)  # pca
+pts = sm.Fetch(man)
+out["n_points"], out["n_lines"], out["model_arrays"] = pts.GetNumberOfPoints(), pts.GetNumberOfLines(), arrays(pts)
+land = routing.create("GlobscopeLossLandscape", [man], Resolution=10, Margin=0.2)
+img = sm.Fetch(land)
+out["dims"], out["land_arrays"] = list(img.GetDimensions()), arrays(img)
+diag = routing.persistence_diagram(land, "log_loss")
+d = sm.Fetch(diag)
+out["diagram_cells"], out["diagram_cell_arrays"] = d.GetNumberOfCells(), arrays(d, "cell")
+tree = routing.merge_tree(land, "log_loss")
+tree.UpdatePipeline()
+nodes, arcs, seg = (sm.Fetch(tree, idx=i) for i in range(3))
+out["nodes"], out["node_arrays"] = nodes.GetNumberOfPoints(), arrays(nodes)
+out["arcs"], out["arc_arrays"] = arcs.GetNumberOfCells(), arrays(arcs, "cell")
+out["seg_arrays"] = arrays(seg)
+simp = routing.simplification(land, "log_loss", 0.5)
+s = sm.Fetch(simp)
+out["simp_arrays"] = arrays(s)
+basins = routing.create("GlobscopeBasins", [man])
+basins.Segmentation = OutputPort(tree, 2)
+b = sm.Fetch(basins)
+seg_ids = b.GetPointData().GetArray("SegmentationId")
+out["basin_ids"] = [int(seg_ids.GetValue(i)) for i in range(seg_ids.GetNumberOfTuples())]
+proj = routing.create("GlobscopeProjectModels", [man], CheckpointSet=zoo)
+proj.Landscape = land
+p = sm.Fetch(proj)
+out["proj_arrays"], out["proj_points"] = arrays(p), p.GetNumberOfPoints()
+# an unrelated change upstream-free: re-executing the landscape with the same settings reuses it
+land.Margin = 0.2
+land.UpdatePipeline()
+algo = land.GetClientSideObject().GetPythonObject() if hasattr(land.GetClientSideObject(), "GetPythonObject") else None
+out["engine"] = routing.detect()["engine"]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_whole_pipeline_in_pvpython(pv, digits_zoo):
+    rc, out, err, res = pv("pvpython", SCRIPT, str(digits_zoo.root))
+    assert rc == 0 and res, err[-4000:]
+    r = res[0]
+    assert r["variants"] == ["A", "B", "C"] and r["n_params"] == 2410
+    assert r["n_points"] == 12 and r["n_lines"] == 3
+    assert {"variant", "variant_id", "epoch", "reconstruction_error", "loss"} <= set(r["model_arrays"])
+    assert r["dims"] == [10, 10, 1]
+    assert {"loss", "log_loss", "accuracy", "distance"} <= set(r["land_arrays"])
+    assert {"PairIdentifier", "PairType", "Persistence", "IsFinite"} <= set(r["diagram_cell_arrays"])
+    assert r["diagram_cells"] >= 2  # the essential pair and the diagonal at least
+    assert {"NodeId", "VertexId", "Scalar", "CriticalType"} <= set(r["node_arrays"])
+    assert {"upNodeId", "downNodeId", "SegmentationId", "RegionType"} <= set(r["arc_arrays"])
+    assert r["arcs"] == r["nodes"] - 1  # a tree on one component
+    assert {"SegmentationId", "RegionType"} <= set(r["seg_arrays"])
+    assert "Order" in r["simp_arrays"]
+    assert len(r["basin_ids"]) == 12 and all(0 <= i < r["arcs"] for i in r["basin_ids"])
+    assert r["proj_points"] == 12 and {"field_loss", "field_log_loss"} <= set(r["proj_arrays"])
+    assert r["engine"] in ("globscope", "ttk")
