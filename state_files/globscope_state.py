@@ -253,7 +253,8 @@ def save(bundle, out):
 def doctor() -> dict:
     from paraview import servermanager as sm
 
-    rep = {"paraview": ".".join(map(str, simple.GetParaViewVersion())),
+    v = simple.GetParaViewVersion()
+    rep = {"paraview": f"{v.major}.{v.minor}",
            "paraview_full": sm.vtkSMProxyManager.GetParaViewSourceVersion(),
            "python": sys.version.split()[0],
            "compat_hook": "active" if globscope_pv_compat.installed() or hasattr(__import__("inspect"), "getargspec")

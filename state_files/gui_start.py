@@ -21,3 +21,7 @@ simple.Render(view)
 shot = os.environ.get("GLOBSCOPE_SCREENSHOT")
 if shot:
     simple.SaveScreenshot(shot, view, ImageResolution=[1200, 800])
+if os.environ.get("GLOBSCOPE_EXIT_AFTER_SCRIPT"):  # tests: leave once the screenshot is written
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

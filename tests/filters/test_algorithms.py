@@ -1,0 +1,117 @@
+"""Globscope's VTK algorithms in the venv's Python (plain vtkmodules, no ParaView session)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+vtk = pytest.importorskip("vtkmodules")
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("GLOBSCOPE_CACHE", str(tmp_path_factory.getbasetemp() / "filters-cache"))
+
+
+@pytest.fixture(scope="module")
+def A():
+    from python_filters import algorithms
+
+    return algorithms
+
+
+def test_vtk_point_order_is_x_fastest():
+    from python_filters import vtkconv as vc
+
+    F = np.arange(12.0).reshape(4, 3)  # F[i, j], nx=4, ny=3
+    img = vc.image_data({"f": F}, (0, 0), (1, 1))
+    assert img.GetDimensions() == (4, 3, 1)
+    a = vc.from_vtk_array(img.GetPointData().GetArray("f"))
+    assert a[2 + 4 * 1] == F[2, 1]
+    np.testing.assert_array_equal(vc.image_field(img, "f"), F)
+
+
+def test_pipeline_reader_manifold_landscape_cache(A, digits_zoo):
+    from python_filters import vtkconv as vc
+
+    r = A.CheckpointSetReader()
+    r.SetFileName(str(digits_zoo.root))
+    m = A.ManifoldFilter()
+    m.SetInputConnection(r.GetOutputPort())
+    m.SetMethod("pca")
+    m.Update()
+    pts = m.GetOutputDataObject(0)
+    assert r.GetVariants() == ["A", "B", "C"] and pts.GetNumberOfPoints() == 12 and pts.GetNumberOfLines() == 3
+    assert vc.field_string(pts, "manifold_file").endswith(".pt")
+    L = A.LossLandscape()
+    L.SetInputConnection(m.GetOutputPort())
+    L.SetResolution(6)
+    progress = []
+    L.AddObserver("ProgressEvent", lambda o, e: progress.append(o.GetProgress()))
+    L.Update()
+    img = L.GetOutputDataObject(0)
+    assert img.GetDimensions() == (6, 6, 1)
+    assert np.isfinite(vc.image_field(img, "loss")).all()
+    assert progress and max(progress) == 1.0
+    L.Modified()  # what an unrelated property change does
+    L.Update()
+    assert L.n_computed == 1
+    L.SetMargin(0.3)
+    L.Update()
+    assert L.n_computed == 2
+
+
+def test_abort_stops_the_landscape(A, digits_zoo):
+    r = A.CheckpointSetReader()
+    r.SetFileName(str(digits_zoo.root))
+    m = A.ManifoldFilter()
+    m.SetInputConnection(r.GetOutputPort())
+    m.SetMethod("pca")
+    L = A.LossLandscape()
+    L.SetInputConnection(m.GetOutputPort())
+    L.SetResolution(40)
+    L.AddObserver("ProgressEvent", lambda o, e: o.SetAbortExecute(1) if o is L else None)
+    L.Update()
+    assert L.GetOutputDataObject(0).GetNumberOfPoints() == 0 and L.n_computed == 0
+
+
+def _reference(name):
+    from python_filters import vtkconv as vc
+
+    f = np.load(SHARED / "fields" / f"{name}.npy")  # (ny, nx): ravel() is VTK order
+    F = f.T
+    return vc.image_data({"f": F}, (0, 0), (1.0 / (F.shape[0] - 1), 1.0 / (F.shape[1] - 1))), F
+
+
+@pytest.mark.skipif(not (SHARED / "fields" / "wells2d_64x48.npy").is_file(), reason="no TTK reference data")
+def test_topology_filters_give_ttks_answer(A):
+    import csv
+
+    from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer
+
+    from python_filters import vtkconv as vc
+
+    img, F = _reference("wells2d_64x48")
+    src = vtkTrivialProducer()
+    src.SetOutput(img)
+    ref = SHARED / "ttk-1.2" / "wells2d_64x48"
+    pd = A.PersistenceDiagram()
+    pd.SetInputConnection(src.GetOutputPort())
+    pd.Update()
+    d = pd.GetOutputDataObject(0)
+    pairs = list(csv.DictReader(open(ref / "pd_input.csv")))
+    min_saddle = [p for p in pairs if p["pair_type"] == "0"]
+    assert d.GetNumberOfCells() - 1 == len(min_saddle)  # minus the diagonal
+    pers = np.sort(vc.from_vtk_array(d.GetCellData().GetArray("Persistence"))[:-1])
+    np.testing.assert_allclose(pers, np.sort([float(p["persistence"]) for p in min_saddle]), rtol=1e-9)
+    mt = A.MergeTree()
+    mt.SetInputConnection(src.GetOutputPort())
+    mt.Update()
+    nodes = mt.GetOutputDataObject(0)
+    ref_nodes = list(csv.DictReader(open(ref / "mt_nodes_input.csv")))
+    np.testing.assert_array_equal(vc.from_vtk_array(nodes.GetPointData().GetArray("VertexId")),
+                                  [int(n["vertex_id"]) for n in ref_nodes])
+    seg = vc.from_vtk_array(mt.GetOutputDataObject(2).GetPointData().GetArray("SegmentationId"))
+    assert seg.shape == (F.size,) and seg.max() == mt.GetOutputDataObject(1).GetNumberOfCells() - 1

@@ -1,0 +1,90 @@
+"""States (.pvsm with data_directory remapping, Python state), pvbatch renders and the GUI."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import HOOK, needs_paraview
+
+pytestmark = [pytest.mark.paraview, needs_paraview, pytest.mark.slow]
+
+
+def png_stats(path):
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkIOImage import vtkPNGReader
+
+    r = vtkPNGReader()
+    r.SetFileName(str(path))
+    r.Update()
+    img = r.GetOutput()
+    a = vtk_to_numpy(img.GetPointData().GetScalars()).astype(float)[:, :3]
+    return img.GetDimensions()[:2], a.std(axis=0).mean(), len(np.unique(a.round(-1), axis=0))
+
+
+def test_render_png_is_not_blank(bundle, tmp_path, pv_cache, monkeypatch):
+    from globscope import paraview_launch as pl
+
+    monkeypatch.setenv("GLOBSCOPE_CACHE", str(pv_cache))
+    out = pl.render(bundle, tmp_path / "landscape.png", size=(640, 400))
+    (w, h), spread, colours = png_stats(out)
+    assert (w, h) == (640, 400)
+    assert spread > 10 and colours > 20, (spread, colours)
+
+
+def test_pvsm_saved_and_reloaded_on_another_bundle(bundle, tmp_path, pv):
+    from globscope import paraview_launch as pl
+
+    pvsm = pl.save_state(bundle, tmp_path / "globscope.pvsm")
+    assert pvsm.is_file() and "GlobscopeMergeTree" in pvsm.read_text() or "TTKMerge" in pvsm.read_text()
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(bundle, moved, ignore=shutil.ignore_patterns(".landscape-cache"))
+    script = HOOK + f"""
+import sys, json
+sys.path.insert(0, {str(pl.state_files_dir())!r})
+import globscope_state as gs
+from paraview.simple import *
+view = gs.load_state({str(pvsm)!r}, {str(moved)!r})
+r = FindSource("landscape.vti")
+print("RESULT " + json.dumps({{"file": r.FileName[0], "views": len(GetRenderViews())}}))
+"""
+    rc, out, err, res = pv("pvbatch", script, display=None)
+    assert rc == 0 and res, err[-3000:]
+    assert res[0]["file"].startswith(str(moved)) and res[0]["views"] == 2
+
+
+def test_python_state_renders(bundle, tmp_path, pv_cache, monkeypatch):
+    from globscope import paraview_launch as pl
+
+    monkeypatch.setenv("GLOBSCOPE_CACHE", str(pv_cache))
+    out = pl.render(bundle, tmp_path / "py.png", state=pl.state_files_dir() / "landscape_state.py", size=(400, 300))
+    assert png_stats(out)[1] > 10
+
+
+@pytest.mark.skipif(shutil.which("paraview") is None, reason="ParaView GUI not installed")
+def test_gui_shows_the_landscape(bundle, tmp_path, pv_cache):
+    """The GUI under xvfb-run with the plugin from PV_PLUGIN_PATH (usercustomize hook) and the state;
+    the screenshot is kept in the test's tmp folder as an artefact."""
+    from globscope import paraview_launch as pl
+
+    xdg = tmp_path / "xdg" / "ParaView"
+    xdg.mkdir(parents=True)
+    (xdg / "ParaView5.11.0.ini").write_text("[General]\nGeneralSettings.ShowWelcomeDialog=false\n")
+    shot = tmp_path / "gui.png"
+    cmd, extra = pl.gui_command(bundle)
+    env = pl.environment({**extra, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "GLOBSCOPE_SCREENSHOT": str(shot),
+                          "GLOBSCOPE_EXIT_AFTER_SCRIPT": "1", "GLOBSCOPE_CACHE": str(pv_cache), "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(["timeout", "150", *cmd], env=env, capture_output=True, text=True)
+    assert shot.is_file(), (r.returncode, (r.stdout + r.stderr)[-3000:])
+    _, spread, colours = png_stats(shot)
+    assert spread > 10 and colours > 20
+
+
+def test_doctor_reports(monkeypatch):
+    from globscope import paraview_launch as pl
+
+    rep = pl.doctor()
+    assert rep["paraview"].startswith("5.") and rep["plugin_loads"], rep
+    assert rep["engine"] in ("ttk", "globscope")
+    assert rep["engine"] == ("ttk" if rep["ttk"]["present"] else "globscope")
+    assert "available" in rep["cuda"]
