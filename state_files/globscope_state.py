@@ -28,7 +28,11 @@ ROOT = os.path.dirname(HERE)
 
 
 def _plugin_dir():
-    return os.environ.get("GLOBSCOPE_PLUGIN_DIR") or os.path.join(ROOT, "plugin")
+    """Source checkout: ROOT/plugin; installed by CMake: ROOT itself holds the entry file."""
+    if os.environ.get("GLOBSCOPE_PLUGIN_DIR"):
+        return os.environ["GLOBSCOPE_PLUGIN_DIR"]
+    src = os.path.join(ROOT, "plugin")
+    return src if os.path.isfile(os.path.join(src, "GlobscopePlugin.py")) else ROOT
 
 
 # The ParaView 5.11 hook must be in place before ParaView's plugin loader is imported.
