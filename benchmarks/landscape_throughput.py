@@ -9,9 +9,10 @@ For ``fashion-cnn`` all three recompute BatchNorm statistics from the same calib
 (256 training images) before evaluating. Weights: a 2-D PCA manifold of 8 randomly initialised
 models of the task, decoded on a grid (throughput does not depend on the values).
 
-Rates are medians of per-model (a, b) or per-batch (c) times, robust to a shared machine.
+Rates are medians of per-model (a, b) or per-batch (c) times, the three ways interleaved over three
+rounds, so that the load of a shared machine, which comes and goes, reaches each alike.
 The GFLOP/s count the forward passes' matrix products and convolutions (torch's flop counter);
-the peak is a 4096² ``torch.mm`` timed in the same run.
+the peak is the best of 4096² ``torch.mm`` timings taken in the same run before and after each task.
 
     python benchmarks/landscape_throughput.py [--json] [--tasks ...] [--no-rss]
 """
@@ -19,7 +20,6 @@ the peak is a 4096² ``torch.mm`` timed in the same run.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import resource
@@ -43,7 +43,7 @@ from globscope.manifolds import make_manifold  # noqa: E402
 from globscope.tasks import get_task  # noqa: E402
 
 # models evaluated by (a), (b), (c) per task
-COUNTS = {"digits-mlp": (24, 64, 4096), "fashion-mlp": (8, 24, 512), "fashion-cnn": (4, 8, 48)}
+COUNTS = {"digits-mlp": (24, 96, 6144), "fashion-mlp": (9, 24, 768), "fashion-cnn": (6, 6, 48)}
 CALIBRATION = 256
 
 
@@ -82,7 +82,9 @@ def recompute_bn(model, x_cal):
 
 @torch.no_grad()
 def li_loop(task, W, x_cal):
-    """(a) loss-landscape's per-point evaluation: vector into the module, DataLoader of 128."""
+    """(a) loss-landscape's per-point evaluation: vector into the module, DataLoader of 128.
+
+    Returns the losses and the time of each model."""
     model = task.make_model().eval()
     loader = DataLoader(TensorDataset(task.eval_data.x, task.eval_data.y), batch_size=128, shuffle=False)
     losses, times = [], []
@@ -99,7 +101,7 @@ def li_loop(task, W, x_cal):
             n += len(yb)
         losses.append(total / n)
         times.append(time.perf_counter() - t0)
-    return np.array(losses), statistics.median(times)
+    return losses, times
 
 
 @torch.no_grad()
@@ -117,33 +119,43 @@ def best_loop(task, W, x_cal):
         losses.append(float(F.cross_entropy(out, y)))
         float((out.argmax(1) == y).float().mean())
         times.append(time.perf_counter() - t0)
-    return np.array(losses), statistics.median(times)
+    return losses, times
 
 
-def engine(task, W):
-    """(c) the engine: auto formulation, batches of ``batch_models``; median time per model."""
-    ev = BatchedEvaluator(task, "cpu", bn="recompute" if task.has_batchnorm else None,
-                          calibration_size=CALIBRATION, formulation="auto")
-    B = ev.batch_models
-    with ev.session():
-        ev.evaluate(W[:B])  # the auto choice (timed candidates) happens here
-        losses, times = [], []
-        for s in range(0, len(W), B):
-            t0 = time.perf_counter()
-            loss, _ = ev.evaluate(W[s:s + B])
-            times.append((time.perf_counter() - t0) / len(W[s:s + B]))
-            losses.append(loss)
-    return np.concatenate(losses), statistics.median(times), ev
+def engine_batches(ev, W):
+    """(c) the engine on ``W`` in batches of ``batch_models``: losses and per-model time of each batch."""
+    losses, times = [], []
+    for s in range(0, len(W), ev.batch_models):
+        t0 = time.perf_counter()
+        loss, _ = ev.evaluate(W[s:s + ev.batch_models])
+        times.append((time.perf_counter() - t0) / len(W[s:s + ev.batch_models]))
+        losses.extend(loss.tolist())
+    return losses, times
 
 
-def bench_task(name: str, peak: float) -> dict:
+def bench_task(name: str, peak: float, rounds: int = 3) -> dict:
+    """The three ways on the same weights, interleaved over ``rounds`` (a shared machine's load
+    comes and goes: each way sees every phase); medians of per-model times."""
     task = get_task(name)
     n_li, n_loop, n_engine = COUNTS.get(name, (8, 16, 256))
     W, *_ = decoded_weights(task, max(n_li, n_loop, n_engine))
     x_cal = task.train_data.x[:CALIBRATION] if task.has_batchnorm else None
-    l_li, t_li = li_loop(task, W[:n_li], x_cal)
-    l_loop, t_loop = best_loop(task, W[:n_loop], x_cal)
-    l_eng, t_eng, ev = engine(task, W[:n_engine])
+    ev = BatchedEvaluator(task, "cpu", bn="recompute" if task.has_batchnorm else None,
+                          calibration_size=CALIBRATION, formulation="auto")
+    out = {"li": ([], []), "loop": ([], []), "engine": ([], [])}
+    with ev.session():
+        ev.evaluate(W[:ev.batch_models])  # the auto choice (timed candidates) happens here
+        for r in range(rounds):
+            for key, fn, n in (("li", lambda w: li_loop(task, w, x_cal), n_li),
+                               ("loop", lambda w: best_loop(task, w, x_cal), n_loop),
+                               ("engine", lambda w: engine_batches(ev, w), n_engine)):
+                lo, hi = r * n // rounds, (r + 1) * n // rounds
+                if hi > lo:
+                    losses, times = fn(W[lo:hi])
+                    out[key][0].extend(losses)
+                    out[key][1].extend(times)
+    (l_li, t_li), (l_loop, t_loop), (l_eng, t_eng) = [(np.array(out[k][0]), statistics.median(out[k][1]))
+                                                      for k in ("li", "loop", "engine")]
     k = min(n_li, n_loop)
     diff = max(np.abs(l_li[:k] - l_loop[:k]).max(), np.abs(l_li[:k] - l_eng[:k]).max(),
                np.abs(l_loop[:k] - l_eng[:k]).max())
@@ -152,8 +164,7 @@ def bench_task(name: str, peak: float) -> dict:
             "ratio_vs_li": t_li / t_eng, "ratio_vs_loop": t_loop / t_eng,
             "gflops": flops / t_eng / 1e9, "peak_gflops": peak, "max_abs_diff": float(diff),
             "engine_formulation": ev.formulation, "engine_threads": ev.threads, "batch_models": ev.batch_models,
-            "data_batch": ev.data_batch,
-            "candidates_ms_per_model": ev.timings, "models": [n_li, n_loop, n_engine]}
+            "data_batch": ev.data_batch, "candidates_ms_per_model": ev.timings, "models": [n_li, n_loop, n_engine]}
 
 
 def rss_child(resolution: int, chunk_points: int) -> None:
@@ -200,8 +211,16 @@ def main():
     if a.rss_child:
         rss_child(a.rss_child, a.chunk_points)
         return
-    peak = peak_gflops()
-    results = {t: bench_task(t, peak) for t in a.tasks}
+    # the peak is the best of 4096² mm timings taken before and after every task (a peak, on a
+    # machine whose load comes and goes)
+    peaks = [peak_gflops()]
+    results = {}
+    for t in a.tasks:
+        results[t] = bench_task(t, peaks[-1])
+        peaks.append(peak_gflops())
+    peak = max(peaks)
+    for r in results.values():
+        r["peak_gflops"] = peak
     if not a.no_rss:
         rss = rss_scaling(chunk_points=a.chunk_points)
     if a.json:
@@ -210,7 +229,8 @@ def main():
             out["_rss"] = rss
         print(json.dumps(out, indent=1))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.1f} GFLOP/s (4096² mm)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.1f} GFLOP/s "
+          f"(best 4096² mm; samples {', '.join(f'{p:.0f}' for p in peaks)})")
     print(f"{'task':12} {'li/s':>9} {'loop/s':>9} {'engine/s':>10} {'c/a':>7} {'c/b':>6} {'GFLOP/s':>8} "
           f"{'% peak':>7} {'max|diff|':>10}  engine")
     for t, r in results.items():

@@ -231,3 +231,40 @@ def test_cli_landscape_and_errors(setup, tmp_path, capsys):
     assert "points/s" in out and "fidelity" in out and (tmp_path / "landscape.vti").is_file()
     assert main(["landscape", str(tmp_path / "missing.pt"), "--resolution", "6", "--out", str(tmp_path)]) == 2
     assert "manifold file not found" in capsys.readouterr().err
+
+
+def test_bn_reference_field_uses_the_nearest_models_buffers(tmp_path):
+    """A tiny BatchNorm CNN: each vertex is evaluated with the running statistics of its nearest
+    input model; checked against nn.Module evaluation with those buffers loaded."""
+    from torch import nn
+
+    from globscope.landscape.grid import nearest_model
+    from globscope.tasks import Split, Task
+
+    rng = np.random.default_rng(0)
+    data = [Split(rng.normal(size=(n, 1, 6, 6)).astype(np.float32), rng.integers(0, 3, n)) for n in (32, 20)]
+    task = Task("tiny-bn", lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                                                  nn.Linear(2 * 16, 3)), lambda: tuple(data))
+    torch.manual_seed(1)
+    models = [task.make_model() for _ in range(5)]
+    for m in models:
+        m[1].running_mean.normal_()
+        m[1].running_var.uniform_(0.5, 2.0)
+    W = np.stack([task.layout.flatten(m.state_dict()) for m in models])
+    buffers = [{k: v for k, v in m.state_dict().items() if k in task.layout.buffers} for m in models]
+    man = make_manifold("pca", 2).fit(W)
+    Z = man.transform(W)
+    s = compute_landscape(man, task, Z, tmp_path, resolution=5, W=W, buffers=buffers, bn="reference", **FAST)
+    F = read_field(tmp_path / "landscape.vti", "loss")[0]
+    grid = LatentGrid.from_dict(s["grid"])
+    pts = grid.points()
+    _, nearest = nearest_model(Z, pts)
+    for pid in [0, 7, 12, 24]:
+        m = task.make_model()
+        m.load_state_dict({**task.layout.unflatten(man.inverse_transform(pts[pid:pid + 1])[0]),
+                           **buffers[nearest[pid]]})
+        assert grid.to_field(np.arange(grid.n_points))[np.unravel_index(pid, grid.shape, order="F")] == pid
+        assert F[np.unravel_index(pid, grid.shape, order="F")] == pytest.approx(task.evaluate(m)[0], rel=1e-5)
+    # the input models evaluated directly with their own buffers
+    direct = s["fidelity"]["direct_loss"]
+    assert direct == pytest.approx([task.evaluate(m)[0] for m in models], rel=1e-5)

@@ -18,7 +18,7 @@ from globscope.errors import GlobscopeError
 from globscope.fileio import hash_file, hash_json, read_json, write_json
 from globscope.landscape.batchnorm import stack_buffers
 from globscope.landscape.distributed import Context, context
-from globscope.landscape.evaluate import BatchedEvaluator, resolve_device
+from globscope.landscape.evaluate import Aborted, BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
 from globscope.landscape.store import ChunkStore
 from globscope.tasks import Task, get_task
@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 FORMAT = "globscope-landscape"
 CACHE_DIR = ".landscape-cache"
 DEFAULT_CHUNK_POINTS = 1024
-
-
-class Aborted(GlobscopeError):
-    """``should_abort()`` returned True; finished chunks are kept in the store."""
 
 
 def make_decoder(manifold, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
@@ -258,7 +254,8 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
             raise GlobscopeError(f"grid is {grid.dim}-D, the model points {Z.shape[1]}-D")
         settings["grid"] = grid.to_dict()
         store = ChunkStore(folder, key, grid.n_points, chunk_points, settings)
-        reused = len(store.done())
+        done = store.done()
+        reused, reused_points = len(done), sum(store.span(i)[1] - store.span(i)[0] for i in done)
         t_eval = time.perf_counter()
         fields = compute_field(make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,
                                progress=progress, should_abort=should_abort)
@@ -275,7 +272,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
             "loss": _finite_stats(fields["loss"]), "accuracy": _finite_stats(fields["accuracy"]),
             "distance": _finite_stats(fields["distance"]),
             "eval_seconds": round(t_eval, 3),
-            "points_per_second": round((grid.n_points - min(reused * chunk_points, grid.n_points)) / max(t_eval, 1e-9), 2),
+            "points_per_second": round((grid.n_points - reused_points) / max(t_eval, 1e-9), 2),
         }
         if summary["non_finite_loss"]["total"]:
             log.warning("%d grid points have a non-finite loss (kept as NaN/inf)", summary["non_finite_loss"]["total"])

@@ -81,6 +81,10 @@ def memory_budget(device: torch.device) -> int:
 _default_budget = memory_budget
 
 
+class Aborted(GlobscopeError):
+    """``should_abort()`` returned True; work already finished (stored chunks) is kept."""
+
+
 class _threads:
     """Context: torch's CPU thread count set to ``n`` (None: unchanged), restored on exit."""
 
@@ -354,7 +358,8 @@ class BatchedEvaluator:
         return [(f, t, b) for f in forms for t in threads for b in batches]
 
     def _choose(self, W, buffers) -> tuple[torch.Tensor, torch.Tensor]:
-        """Time every candidate on the first batch (the loop on a few models); keep the fastest.
+        """Time every candidate on the first batch (the loop on a few models), the better of two
+        runs each; keep the fastest.
 
         Returns the batch's results (computed by the vmap candidate, or the winner)."""
         k = min(len(W), 4)
@@ -364,12 +369,15 @@ class BatchedEvaluator:
         for form, nthreads, self.data_batch in self.candidates():
             with _threads(nthreads):
                 self._run(W[:1], one, form)  # warm-up
-                self._sync()
-                t0 = time.perf_counter()
                 Wp, bp = (W[:k], sub) if form == "loop" else (W, buffers)
-                out = self._run(Wp, bp, form)
-                self._sync()
-                per_model[(form, nthreads, self.data_batch)] = (time.perf_counter() - t0) / len(Wp)
+                best_t = np.inf
+                for _ in range(2):  # the better of two: a shared machine's stalls are not the method's
+                    self._sync()
+                    t0 = time.perf_counter()
+                    out = self._run(Wp, bp, form)
+                    self._sync()
+                    best_t = min(best_t, time.perf_counter() - t0)
+                per_model[(form, nthreads, self.data_batch)] = best_t / len(Wp)
                 if form != "loop":
                     results[(form, self.data_batch)] = out
         best = min(per_model, key=per_model.get)
@@ -385,7 +393,8 @@ class BatchedEvaluator:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def evaluate(self, W, buffers: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, W, buffers: dict | None = None, progress=None, should_abort=None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """Mean loss and accuracy of each model over the evaluation data.
 
         Parameters
@@ -395,6 +404,10 @@ class BatchedEvaluator:
             ``batch_models``.
         buffers : dict of str to Tensor of shape (B, ...), optional
             Per-model buffers (BatchNorm running statistics) for ``bn="reference"``.
+        progress : callable(float), optional
+            Called with the fraction of models done after each batch.
+        should_abort : callable() -> bool, optional
+            Polled before each batch; True raises ``globscope.landscape.Aborted``.
 
         Returns
         -------
@@ -408,7 +421,7 @@ class BatchedEvaluator:
                                  f"(D = {self.layout.n_params})")
         W = W.to(self.device, torch.float32)
         with contextlib.nullcontext() if self._in_session else self.session():
-            return self._evaluate(W, buffers)
+            return self._evaluate(W, buffers, progress, should_abort)
 
     @contextlib.contextmanager
     def session(self):
@@ -425,9 +438,11 @@ class BatchedEvaluator:
             if torch.get_num_threads() != old:
                 torch.set_num_threads(old)
 
-    def _evaluate(self, W, buffers):
+    def _evaluate(self, W, buffers, progress=None, should_abort=None):
         losses, accs = [], []
         for s in range(0, len(W), self.batch_models):
+            if should_abort and should_abort():
+                raise Aborted(f"evaluation aborted after {s} of {len(W)} models")
             Wb = W[s:s + self.batch_models]
             bb = {k: v[s:s + self.batch_models] for k, v in buffers.items()} if buffers else None
             if self.formulation == "auto":
@@ -437,6 +452,8 @@ class BatchedEvaluator:
                 loss, acc = self._run(Wb, bb, self.formulation)
             losses.append(loss.double().cpu())
             accs.append(acc.double().cpu())
+            if progress:
+                progress(min(s + self.batch_models, len(W)) / len(W))
         return torch.cat(losses).numpy(), torch.cat(accs).numpy()
 
     def flops_per_model(self) -> int:
