@@ -711,12 +711,11 @@ class Basins(GlobscopeAlgorithm):
         if seg.GetPointData().GetArray("SegmentationId") is None:
             names = [seg.GetPointData().GetArrayName(i) for i in range(seg.GetPointData().GetNumberOfArrays())]
             raise ValueError(f"port 1 has no SegmentationId array (connect a merge tree's segmentation); it has {names}")
-        P = vc.point_coords(pts)
-        origin, spacing, dims = np.array(seg.GetOrigin()), np.array(seg.GetSpacing()), np.array(seg.GetDimensions())
-        idx = np.rint((P - origin) / np.where(spacing > 0, spacing, 1)).astype(np.int64)
-        inside = np.all((idx >= 0) & (idx < dims), axis=1)
-        idx = np.clip(idx, 0, dims - 1)
-        vid = idx[:, 0] + dims[0] * (idx[:, 1] + dims[1] * idx[:, 2])
+        from globscope.landscape import LatentGrid
+
+        d = 3 if seg.GetDimensions()[2] > 1 else 2
+        grid = LatentGrid(seg.GetOrigin()[:d], seg.GetSpacing()[:d], seg.GetDimensions()[:d])
+        vid, inside = grid.nearest_vertex(vc.point_coords(pts)[:, :d])
         out = vtkDataObject.GetData(outInfo.GetInformationObject(0))
         out.ShallowCopy(pts)
         for name in ("SegmentationId", "RegionType"):

@@ -1,4 +1,5 @@
-"""The ``globscope`` command line: index, zoo, fit, compare, demo, landscape, topology."""
+"""The ``globscope`` command line: index, zoo, fit, compare, landscape, topology, demo, render,
+paraview, doctor."""
 
 from __future__ import annotations
 
@@ -128,11 +129,55 @@ def _cmd_demo(a, bars):
     from globscope.compare import format_table
     from globscope.demo import run_demo
 
-    s = run_demo(a.out, task=a.task, dim=a.dim, seed=a.seed, epochs=a.epochs, progress_factory=bars)
+    s = run_demo(a.out, task=a.task, dim=a.dim, seed=a.seed, epochs=a.epochs, progress_factory=bars,
+                 resolution=a.resolution, persistence=a.persistence, with_render=not a.no_render)
+    root = Path(a.out).resolve()
     print(f"\n{s['task']}: {s['n_models']} models of {s['n_variants']} variants, D = {s['n_params']}")
     print("reconstruction error (mean squared error in weight space):")
     print(format_table(s["reconstruction"]))
-    print(f"\nbundle: {Path(a.out).resolve()}  (models.vtp opens in ParaView)")
+    land, topo = s["landscape"], s["topology"]
+    print(f"\nloss field: {land['n_points']} points ({land['points_per_second']:.0f} points/s), loss "
+          f"{land['loss_min']:.4g} .. {land['loss_max']:.4g}; field vs direct loss at the models: "
+          f"mean abs error {land['fidelity_mae']:.3g}")
+    print(f"topology of {topo['array']} simplified at {topo['persistence']:g} of its range: "
+          f"{s['n_basins']} basins for {s['n_variants']} variants; the final checkpoints lie in "
+          f"{s['n_basins_of_final_models']} distinct basins")
+    print(f"\nbundle: {root}")
+    if s["render"].get("png"):
+        print(f"rendered: {root / s['render']['png']}   state: {root / s['render']['state']}")
+        print(f"open it in the ParaView GUI:  .venv/bin/globscope paraview {root}")
+    elif s["render"].get("error"):
+        print(f"no render: {s['render']['error']}")
+
+
+def _cmd_render(a, bars):
+    from globscope import paraview_launch
+
+    out = paraview_launch.render(a.bundle, a.out, state=a.state, size=tuple(a.size))
+    print(f"wrote {out}")
+
+
+def _cmd_paraview(a, bars):
+    from globscope import paraview_launch
+
+    return paraview_launch.open_gui(a.bundle, state=a.state)
+
+
+def _cmd_doctor(a, bars):
+    import json
+
+    from globscope import paraview_launch
+
+    rep = paraview_launch.doctor()
+    if a.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        for k, v in rep.items():
+            if k != "problems":
+                print(f"{k:>14}: {v}")
+        for p in rep["problems"]:
+            print(f"       problem: {p}")
+    return 1 if rep["problems"] else 0
 
 
 def _cmd_landscape(a, bars):
@@ -237,7 +282,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dim", type=int, choices=DIMS, default=2)
     s.add_argument("--epochs", type=int, help="zoo epochs (default: the task's)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resolution", type=int, default=128, help="latent grid vertices per axis")
+    s.add_argument("--persistence", type=float, default=0.05,
+                   help="simplification threshold for the basins, a fraction of the log-loss range")
+    s.add_argument("--no-render", action="store_true", help="skip the ParaView render and state")
     s.set_defaults(fn=_cmd_demo)
+
+    s = sub.add_parser("render", help="render a bundle's landscape to PNG with pvbatch (xvfb-run when headless)")
+    s.add_argument("bundle")
+    s.add_argument("--out", required=True, help="FILE.png")
+    s.add_argument("--state", help=".pvsm or Python state (default: Globscope's landscape state)")
+    s.add_argument("--size", type=int, nargs=2, default=(1600, 1000), metavar=("W", "H"))
+    s.set_defaults(fn=_cmd_render)
+
+    s = sub.add_parser("paraview", help="open the ParaView GUI with the plugin loaded and the state applied")
+    s.add_argument("bundle")
+    s.add_argument("--state", help=".pvsm or Python state (default: Globscope's landscape state)")
+    s.set_defaults(fn=_cmd_paraview)
+
+    s = sub.add_parser("doctor", help="report ParaView, TTK and CUDA, and what the pipeline will use")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_cmd_doctor)
 
     from globscope.landscape import BN_MODES, DEFAULT_CHUNK_POINTS, FORMULATIONS
 
@@ -280,7 +345,7 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     bars = Bars(enabled=not a.no_progress and sys.stderr.isatty() or a.verbose)
     try:
-        a.fn(a, bars)
+        rc = a.fn(a, bars)
     except GlobscopeError as e:
         print(f"globscope: error: {e}", file=sys.stderr)
         return 2
@@ -290,4 +355,4 @@ def main(argv=None) -> int:
     finally:
         with contextlib.suppress(Exception):
             bars.close()
-    return 0
+    return rc or 0

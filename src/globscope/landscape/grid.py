@@ -138,6 +138,27 @@ class LatentGrid:
                 out += np.where(w > 0, w * v, 0.0)  # a zero weight never propagates a NaN corner
         return out
 
+    def nearest_vertex(self, Zq) -> tuple[np.ndarray, np.ndarray]:
+        """The grid vertex nearest to each query point.
+
+        Parameters
+        ----------
+        Zq : array of shape (M, d)
+
+        Returns
+        -------
+        vertex_id : ndarray of int64, shape (M,)
+            VTK point id (x fastest) of the nearest vertex, clamped onto the grid.
+        inside : ndarray of bool, shape (M,)
+            Whether the point lies within half a cell of the grid.
+        """
+        Zq = np.atleast_2d(np.asarray(Zq, dtype=np.float64))
+        idx = np.rint((Zq - np.asarray(self.origin)) / np.asarray(self.spacing)).astype(np.int64)
+        shape = np.asarray(self.shape)
+        inside = np.all((idx >= 0) & (idx < shape), axis=1)
+        idx = np.clip(idx, 0, shape - 1)
+        return np.ravel_multi_index(tuple(idx.T), self.shape, order="F"), inside
+
     def to_dict(self) -> dict:
         return {"origin": list(self.origin), "spacing": list(self.spacing), "shape": list(self.shape),
                 "bounds": [list(b) for b in self.bounds]}

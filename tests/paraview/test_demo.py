@@ -1,0 +1,65 @@
+"""`globscope demo` end to end, as `make demo` runs it: the paper's checks on the embedded zoo,
+a rendered PNG, and a second run that reuses every stage."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.paraview
+
+
+def _run(out):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "globscope", "demo", "--out", str(out)], capture_output=True,
+                       text=True, timeout=1200, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return out, _run(out)
+
+
+def test_demo_reproduces_the_papers_checks(demo):
+    out, stdout = demo
+    s = json.loads((out / "summary.json").read_text())
+    mse = s["reconstruction_mse"]
+    assert set(mse) == {"autoencoder", "pca", "kernel-pca", "umap"}
+    assert min(mse, key=mse.get) == "autoencoder"
+    assert "<- lowest" in stdout and "autoencoder" in stdout
+    # seven variants trained from seven seeds: seven basins, each final model in its own
+    assert s["n_variants"] == 7 and s["n_basins"] == 7
+    assert s["n_basins_of_final_models"] == 7
+    assert all(b["is_leaf_basin"] for b in s["final_model_basins"].values())
+    for f in ["zoo/manifest.json", "manifold.pt", "models.vtp", "reconstruction.csv", "landscape.vti",
+              "landscape.json", "topology/topology.vti", "topology/topology.vtu", "globscope.pvsm"]:
+        assert (out / f).is_file(), f
+
+
+def test_demo_png_shows_a_landscape(demo):
+    out, _ = demo
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkIOImage import vtkPNGReader
+
+    r = vtkPNGReader()
+    r.SetFileName(str(out / "landscape.png"))
+    r.Update()
+    img = r.GetOutput()
+    assert img.GetDimensions()[:2] == (1600, 1000)
+    px = vtk_to_numpy(img.GetPointData().GetScalars())[:, :3].astype(float)
+    assert px.std(axis=0).mean() > 10  # not blank
+    assert len(np.unique(px[::97], axis=0)) > 100  # a colour map, not a flat fill
+
+
+def test_second_run_reuses_every_stage(demo):
+    out, _ = demo
+    _run(out)
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert {"zoo", "manifold", "compare", "points", "landscape", "topology", "render"} <= set(stages)
+    assert all(v["reused"] for v in stages.values()), {k: v["reused"] for k, v in stages.items()}
