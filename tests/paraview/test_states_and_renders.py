@@ -36,7 +36,7 @@ def test_pvsm_saved_and_reloaded_on_another_bundle(bundle, tmp_path, pv):
     from globscope import paraview_launch as pl
 
     pvsm = pl.save_state(bundle, tmp_path / "globscope.pvsm")
-    assert pvsm.is_file() and "GlobscopeMergeTree" in pvsm.read_text() or "TTKMerge" in pvsm.read_text()
+    assert pvsm.is_file() and ("GlobscopeMergeTree" in pvsm.read_text() or "TTKMerge" in pvsm.read_text())
     moved = tmp_path / "elsewhere"
     shutil.copytree(bundle, moved, ignore=shutil.ignore_patterns(".landscape-cache"))
     script = HOOK + f"""
