@@ -153,6 +153,26 @@ class AutoencoderManifold(Manifold):
         dec = self.decoder_.to(device)
         return lambda z: dec(z) * scale + mean
 
+    def affine_head(self, device=None):
+        """The decoder's last Linear layer (K = 128 → D) with the standardisation folded in:
+        ``code_fn`` is the decoder up to its last hidden activation, ``A = Wᵀ·scale``,
+        ``b = bias·scale + mean`` (see ``Manifold.affine_head``)."""
+        self._check_fitted()
+        last = self.decoder_[-1]
+        if not isinstance(last, nn.Linear):
+            return None
+        scale = torch.as_tensor(self.scaler_.scale_, dtype=torch.float64)
+        mean = torch.as_tensor(self.scaler_.mean_, dtype=torch.float64)
+        w, bias = last.weight.detach().double(), last.bias.detach().double()
+        A = (w.t() * scale).float().to(device)
+        b = (bias * scale + mean).float().to(device)
+        body = self.decoder_[:-1].to(device)
+
+        def code_fn(z):
+            with torch.no_grad():
+                return body(z)
+        return code_fn, A, b
+
     def _state(self) -> dict:
         return {"encoder": self.encoder_.state_dict(), "decoder": self.decoder_.state_dict(),
                 "n_epochs_": self.n_epochs_, "best_epoch_": self.best_epoch_,

@@ -108,6 +108,25 @@ class Manifold:
             raise GlobscopeError(f"latent points have {Z.shape[1]} coordinates, the manifold has {self.dim}")
         return self.scaler_.inverse_transform(self._inverse(Z)).astype(np.float32)
 
+    def affine_head(self, device=None):
+        """The decoder as an affine map of a code: ``inverse_transform(z) == code_fn(z) @ A + b``.
+
+        For the loss-field engine, which evaluates a network's first layer in code space (see
+        ``globscope.landscape.evaluate``).
+
+        Parameters
+        ----------
+        device : str or torch.device, optional
+
+        Returns
+        -------
+        (code_fn, A, b) or None
+            ``code_fn``: latent (B, dim) float32 tensor -> codes (B, K) tensor; ``A``: (K, D)
+            float32 tensor; ``b``: (D,) float32 tensor, all on ``device``. None when the decoder
+            does not end in an affine map (the default; Kernel-PCA, UMAP).
+        """
+        return None
+
     def fit_transform(self, W, progress=None) -> np.ndarray:
         return self.fit(W, progress=progress).transform(W)
 

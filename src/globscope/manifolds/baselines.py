@@ -46,6 +46,20 @@ class PCAManifold(_EstimatorManifold):
     def __init__(self, dim=2, standardize="global", seed=0):
         self.dim, self.standardize, self.seed = dim, standardize, seed
 
+    def affine_head(self, device=None):
+        """PCA's inverse is affine in the latent point itself: ``code_fn`` is the identity (K = dim),
+        ``A = components·scale``, ``b = pca_mean·scale + mean`` (see ``Manifold.affine_head``)."""
+        self._check_fitted()
+        est = self.estimator_
+        comp = np.asarray(est.components_, dtype=np.float64)
+        if getattr(est, "whiten", False):
+            comp = comp * np.sqrt(est.explained_variance_)[:, None]
+        scale, mean = self.scaler_.scale_, self.scaler_.mean_
+        A = torch.as_tensor(comp * scale, dtype=torch.float32, device=device)
+        b = torch.as_tensor(np.asarray(est.mean_, dtype=np.float64) * scale + mean, dtype=torch.float32,
+                            device=device)
+        return (lambda z: z), A, b
+
     def _make_estimator(self):
         from sklearn.decomposition import PCA
 
