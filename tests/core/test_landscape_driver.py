@@ -118,6 +118,21 @@ def test_higher_dimensions(setup, tmp_path, dim):
             assert data.field_data["w"][0] == pytest.approx(s["grid"]["origin"][3] + l * s["grid"]["spacing"][3])
 
 
+def test_factored_field_equals_the_vmap_field(setup, tmp_path):
+    """PCA's affine head: the driver hands codes to the factored formulation; same field."""
+    root, man_path = setup
+    kw = dict(resolution=(6, 5), margin=0.3, max_batch_models=16, chunk_points=16)
+    a = run_landscape(man_path, tmp_path / "v", formulation="vmap", **kw)
+    b = run_landscape(man_path, tmp_path / "f", formulation="factored", **kw)
+    assert a["engine"]["affine_head"] is None
+    assert b["engine"]["formulation"] == "factored" and b["engine"]["affine_head"]["K"] == 2
+    Fa, Fb = _fields(tmp_path / "v"), _fields(tmp_path / "f")
+    np.testing.assert_allclose(Fb["loss"], Fa["loss"], rtol=1e-5)
+    np.testing.assert_array_equal(Fb["accuracy"], Fa["accuracy"])
+    np.testing.assert_array_equal(Fb["distance"], Fa["distance"])
+    assert b["fidelity"]["field_vs_direct"]["mae"] == pytest.approx(a["fidelity"]["field_vs_direct"]["mae"], rel=1e-4)
+
+
 class Blowup:
     """A stub manifold: weights grow as 10**x along latent x, overflowing float32 for x > 38."""
 

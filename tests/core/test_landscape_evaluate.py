@@ -168,3 +168,71 @@ def test_accuracy_follows_argmax_on_ties(formulation):
     _, acc = BatchedEvaluator(task, "cpu", formulation=formulation).evaluate(W)
     assert acc[0] == pytest.approx(float((task.eval_data.y == 0).float().mean()))
     assert acc[1] == pytest.approx(task.evaluate(_models(task, 1, seed=9)[0])[1])
+
+
+def _head_models(task, method, n=7, seed=10):
+    """A manifold of 6 random models of ``task`` (autoencoder: a few epochs), its affine head, and
+    ``n`` latent points around the models (some outside their box)."""
+    from globscope.manifolds import make_manifold
+
+    W0 = _flat(task, _models(task, 6, seed=seed)).numpy()
+    man = make_manifold(method, 2, **({"epochs": 5} if method == "autoencoder" else {})).fit(W0)
+    Z = man.transform(W0)
+    Zq = Z.mean(0) + 1.5 * np.random.default_rng(seed).normal(size=(n, 2)) * Z.std(0)
+    return man, Zq
+
+
+@pytest.mark.parametrize("method", ["pca", "autoencoder"])
+def test_factored_equals_per_model_loop(method):
+    """The first layer in code space (P precomputed) == the decoded weights in an nn.Module."""
+    task = get_task("digits-mlp")
+    man, Zq = _head_models(task, method)
+    code_fn, A, b = man.affine_head("cpu")
+    C = code_fn(torch.as_tensor(Zq, dtype=torch.float32))
+    model = task.make_model().eval()
+    ref = []
+    for w in man.inverse_transform(Zq):
+        model.load_state_dict(task.layout.unflatten(torch.from_numpy(w)), strict=False)
+        ref.append(task.evaluate(model))
+    ref = np.array(ref)
+    for kw in ({"max_batch_models": 3}, {"data_batch": 100}):  # ragged model batches; data slices
+        ev = BatchedEvaluator(task, "cpu", formulation="factored", **kw)
+        assert ev.set_affine_head(A, b)
+        loss, acc = ev.evaluate(codes=C)
+        np.testing.assert_allclose(loss, ref[:, 0], rtol=1e-5)
+        np.testing.assert_allclose(acc, ref[:, 1], atol=1e-12)
+        # full weights given to a factored evaluator: the same numbers through the stacked path
+        np.testing.assert_allclose(ev.evaluate(ev.decode_codes(C))[0], ref[:, 0], rtol=1e-5)
+    assert ev.describe()["affine_head"] == {"K": A.shape[0], "precomputed_bytes": 4 * (A.shape[0] + 1) * 32 * 360}
+
+
+def test_auto_measures_factored_only_when_it_saves_work():
+    task = get_task("digits-mlp")
+    man, Zq = _head_models(task, "pca", n=5)
+    code_fn, A, b = man.affine_head("cpu")
+    ev = BatchedEvaluator(task, "cpu", formulation="auto", threads=1)
+    ev.set_affine_head(A, b)
+    assert ev.candidates(codes=True)[0][0] == "factored" and "factored" not in {c[0] for c in ev.candidates()}
+    loss, _ = ev.evaluate(codes=code_fn(torch.as_tensor(Zq, dtype=torch.float32)))
+    assert any(k.startswith("factored@") for k in ev.timings)
+    ref, _ = BatchedEvaluator(task, "cpu", formulation="stacked").evaluate(man.inverse_transform(Zq))
+    np.testing.assert_allclose(loss, ref, rtol=1e-5)
+    # K + 1 ≥ the first layer's inputs: more work, never measured
+    big = BatchedEvaluator(task, "cpu", formulation="auto")
+    big.set_affine_head(torch.zeros(64, task.layout.n_params), torch.zeros(task.layout.n_params))
+    assert "factored" not in {c[0] for c in big.candidates(codes=True)}
+
+
+def test_factored_memory_guard_and_applicability():
+    task = get_task("digits-mlp")
+    D = task.layout.n_params
+    ev = BatchedEvaluator(task, "cpu", formulation="auto", memory_budget=2 << 20)
+    assert ev.head_bytes(128) == 4 * 129 * 32 * 360  # (K+1) × width × n_eval floats
+    assert not ev.set_affine_head(torch.zeros(128, D), torch.zeros(D)) and ev.head is None
+    assert ev.set_affine_head(torch.zeros(2, D), torch.zeros(D))
+    with pytest.raises(Exception, match="affine head"):
+        ev.set_affine_head(torch.zeros(2, D + 1), torch.zeros(D + 1))
+    cnn = tiny_bn_cnn_task()
+    assert not BatchedEvaluator(cnn, "cpu", formulation="vmap").factorable
+    with pytest.raises(Exception, match="factored"):
+        BatchedEvaluator(cnn, "cpu", formulation="factored")

@@ -46,6 +46,30 @@ def make_decoder(manifold, device: torch.device) -> Callable[[np.ndarray], torch
     return lambda Zc: torch.from_numpy(manifold.inverse_transform(Zc)).to(device)
 
 
+def make_code_decoder(manifold, evaluator: BatchedEvaluator, formulation: str = "auto"):
+    """Latent points (B, d) -> codes (B, K) tensor, when the factored formulation can run.
+
+    It can when ``formulation`` is ``auto`` or ``factored``, the task is an MLP whose first layer
+    sees the data (``evaluator.factorable``), the manifold has an affine head
+    (``Manifold.affine_head``) and its precomputed first-layer products fit the memory budget;
+    the evaluator then holds the head. None otherwise (decode to full weights).
+    """
+    if formulation not in ("auto", "factored") or not evaluator.factorable:
+        return None
+    head = manifold.affine_head(evaluator.device) if hasattr(manifold, "affine_head") else None
+    if head is None or not evaluator.set_affine_head(head[1], head[2]):
+        if formulation == "factored":
+            raise GlobscopeError("the factored formulation needs a manifold whose decoder ends in an affine map "
+                                 "(autoencoder, PCA) and first-layer products within the memory budget")
+        return None
+    code_fn, dev = head[0], evaluator.device
+
+    def decode(Zc):
+        with torch.no_grad():
+            return code_fn(torch.as_tensor(np.asarray(Zc), dtype=torch.float32, device=dev))
+    return decode
+
+
 def manifold_fingerprint(manifold, Z: np.ndarray) -> str:
     """A content hash of a manifold: its decoding of the model points and of their box's corners."""
     lo, hi = Z.min(0), Z.max(0)
@@ -69,12 +93,14 @@ def models_fingerprint(Z: np.ndarray, W: np.ndarray | None = None) -> str:
 def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.ndarray, store: ChunkStore,
                   reference: dict | None = None, ctx: Context | None = None,
                   progress: Callable[[float], None] | None = None,
-                  should_abort: Callable[[], bool] | None = None) -> dict[str, np.ndarray] | None:
+                  should_abort: Callable[[], bool] | None = None, codes: bool = False
+                  ) -> dict[str, np.ndarray] | None:
     """Evaluate every grid point, chunk by chunk, reusing chunks already in ``store``.
 
     Parameters
     ----------
     decode : callable (B, d) ndarray -> (B, D) Tensor
+        Or -> (B, K) codes of the evaluator's affine head when ``codes`` (``make_code_decoder``).
     evaluator : BatchedEvaluator
     grid : LatentGrid
     Z : ndarray of shape (N, d)
@@ -102,7 +128,8 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
     if progress:
         progress(done_pts / n_mine)
     with evaluator.session():
-        _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, done_pts, progress, should_abort)
+        _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, done_pts, progress, should_abort,
+                        codes)
     if progress:
         progress(1.0)
     parts = ctx.gather({i: store.load(i) for i in mine})
@@ -119,7 +146,8 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
     return fields
 
 
-def _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, done_pts, progress, should_abort):
+def _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, done_pts, progress, should_abort,
+                    codes=False):
     for i in todo:
         start, stop = store.span(i)
         pts = grid.points(start, stop)
@@ -136,7 +164,10 @@ def _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, 
             if evaluator.bn == "reference":
                 idx = torch.as_tensor(nearest[s:e])
                 bufs = {k: v[idx] for k, v in reference.items()}
-            loss[s:e], acc[s:e] = evaluator.evaluate(W, bufs)
+            if codes:
+                loss[s:e], acc[s:e] = evaluator.evaluate(buffers=bufs, codes=W)
+            else:
+                loss[s:e], acc[s:e] = evaluator.evaluate(W, bufs)
             done_pts += e - s
             if progress:
                 progress(min(done_pts / n_mine, 1.0))
@@ -257,8 +288,9 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
         done = store.done()
         reused, reused_points = len(done), sum(store.span(i)[1] - store.span(i)[0] for i in done)
         t_eval = time.perf_counter()
-        fields = compute_field(make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,
-                               progress=progress, should_abort=should_abort)
+        decode_codes = make_code_decoder(manifold, ev, formulation)
+        fields = compute_field(decode_codes or make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,
+                               progress=progress, should_abort=should_abort, codes=decode_codes is not None)
         t_eval = time.perf_counter() - t_eval
         if not ctx.is_main:
             return None
@@ -409,4 +441,4 @@ def run_landscape(manifold_path, out, task: str | None = None, checkpoint_set=No
 
 
 __all__ = ["compute_landscape", "run_landscape", "compute_field", "write_fields", "fidelity", "Aborted",
-           "make_decoder", "resolve_inputs", "non_finite_counts", "log_loss", "DEFAULT_CHUNK_POINTS"]
+           "make_decoder", "make_code_decoder", "resolve_inputs", "non_finite_counts", "log_loss", "DEFAULT_CHUNK_POINTS"]

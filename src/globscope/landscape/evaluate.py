@@ -12,6 +12,15 @@ Three formulations compute the same numbers:
     matrix product (a grouped convolution for a CNN).
 ``loop``
     One model at a time, one forward pass over the whole evaluation set.
+``factored``
+    For plain MLPs decoded by a manifold whose decoder ends in an affine map, ``w(z) = c(z) @ A + b``
+    with a code ``c`` of K entries (the autoencoder's last hidden layer, K = 128; PCA's latent point,
+    K = d): the first layer is linear in the code, ``x @ W1(z)ᵀ + b1(z) = Σ_k c_k P_k + P_0`` with
+    ``P_k = x @ A1_kᵀ + a1_k`` computed once per evaluator (``set_affine_head``), so the first layer
+    of B models costs one product (B, K+1) @ (K+1, width·n) instead of (B·width, in) @ (in, n):
+    in/(K+1) times fewer operations (784/129 ≈ 6 for fashion-mlp with the autoencoder). The later
+    layers' weights are decoded from the codes (only their slice of A) and run as ``stacked``.
+    Needs the codes (``evaluate(codes=…)``); given full weights it runs as ``stacked``.
 
 On a GPU the loop starves the device; on a small CPU a full-batch per-model forward is already
 efficient for large layers. ``formulation="auto"`` times every applicable formulation on the
@@ -37,10 +46,13 @@ from globscope.tasks import Task
 
 log = logging.getLogger(__name__)
 
-FORMULATIONS = ("auto", "stacked", "vmap", "loop")
+FORMULATIONS = ("auto", "stacked", "vmap", "loop", "factored")
 ACTIVATIONS = (nn.ReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.Softplus)
 PASSTHROUGH = (nn.Identity, nn.Dropout)
 MAX_BATCH_MODELS = {"cpu": 256, "cuda": 4096}
+# the precomputed first-layer products of the factored formulation (twice over while ``auto``
+# tries a smaller data batch) may take at most this share of the memory budget
+HEAD_BUDGET_FRACTION = 0.25
 
 
 def resolve_device(device=None) -> torch.device:
@@ -120,6 +132,19 @@ def stackable(model: nn.Module) -> bool:
     return seen_linear
 
 
+def first_linear(model: nn.Module) -> str | None:
+    """Name of the first Linear child of a stackable MLP when only Flatten and pass-through
+    modules come before it (it then sees the raw data), else None."""
+    if not stackable(model):
+        return None
+    for name, m in model.named_children():
+        if isinstance(m, nn.Linear):
+            return name
+        if not isinstance(m, (nn.Flatten,) + PASSTHROUGH):
+            return None
+    return None
+
+
 def activation_numel(model: nn.Module, x: torch.Tensor) -> int:
     """Elements of all leaf-module outputs of one forward pass of ``model`` on ``x``, per example."""
     total = 0
@@ -183,9 +208,15 @@ class BatchedEvaluator:
         self.threads = threads
         self._in_session = 0
         self.stackable = stackable(self.model) and not task.has_batchnorm
-        if formulation == "stacked" and not self.stackable:
-            raise GlobscopeError(f"task {task.name!r}: the stacked formulation needs an nn.Sequential MLP "
-                                 "(Flatten, Linear, element-wise activations)")
+        if formulation in ("stacked", "factored") and not self.stackable:
+            raise GlobscopeError(f"task {task.name!r}: the {formulation} formulation needs an nn.Sequential MLP "
+                                 "(Flatten, Linear, element-wise activations) without BatchNorm")
+        self.first_linear = first_linear(self.model) if self.stackable else None
+        self.factorable = self.first_linear is not None
+        if formulation == "factored" and not self.factorable:
+            raise GlobscopeError(f"task {task.name!r}: the factored formulation needs an MLP whose first "
+                                 "layer (after Flatten) is a Linear layer on the data")
+        self.head = self._head = None  # the affine head of the factored formulation (set_affine_head)
         ev = task.eval_data
         if len(ev) == 0:
             raise GlobscopeError(f"task {task.name!r}: empty evaluation data")
@@ -224,16 +255,23 @@ class BatchedEvaluator:
 
         return functional_call(self.model, {**params, **buffers}, (xb,))
 
-    def _stacked_logits(self, params: dict, xb: torch.Tensor) -> torch.Tensor:
+    def _stacked_logits(self, params: dict, xb: torch.Tensor, after: str | None = None,
+                        h: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of all models of a plain MLP, classes on axis 1: (B, C, n).
 
         Activations are kept feature-major, (B, features, n): the first layer of all models is one
         matrix product ``[W1_1; …; W1_B] @ xᵀ`` straight from the weights' row-major layout (no
-        copy), the later layers are batched products ``W_b @ h_b``.
+        copy), the later layers are batched products ``W_b @ h_b``. With ``after`` (a child's
+        name) and ``h`` (B, features, n), the forward starts after that child from ``h``.
         """
         B = next(iter(params.values())).shape[0]
-        h, shared = xb, True
+        shared = h is None
+        h = xb if h is None else h
+        skipping = after is not None
         for name, m in self.model.named_children():
+            if skipping:
+                skipping = name != after
+                continue
             if isinstance(m, nn.Flatten):
                 h = h.flatten(1)
             elif isinstance(m, nn.Linear):
@@ -293,24 +331,123 @@ class BatchedEvaluator:
         correct = (logits.argmax(2) == yb).flatten(1).sum(-1, dtype=torch.float32)
         return loss, correct
 
-    def _loss_acc(self, params: dict, buffers: dict, batched) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_acc(self, params: dict, buffers: dict, batched, codes: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and accuracy over the evaluation data (in ``data_batch`` slices); ``params`` and
-        ``buffers`` have a leading model axis. ``batched``: "stacked", True (vmap) or False (one model)."""
+        ``buffers`` have a leading model axis. ``batched``: "stacked", "factored" (``params``: the
+        layers after the first; ``codes`` (B, K)), True (vmap) or False (one model)."""
         from torch.func import vmap
 
         if batched == "stacked":
-            fwd = lambda p, b, xb: self._stacked_logits(p, xb)  # noqa: E731
+            fwd = lambda p, b, xb, j: self._stacked_logits(p, xb)  # noqa: E731
+        elif batched == "factored":
+            blocks = self._head_blocks(self.data_batch)
+            c1 = torch.cat([codes, codes.new_ones(len(codes), 1)], 1)  # (B, K+1)
+            out = self._head["out"]
+
+            def fwd(p, b, xb, j):
+                h = (c1 @ blocks[j]).view(len(c1), out, len(xb))  # first layer of all models, bias included
+                return self._stacked_logits(p, xb, after=self.first_linear, h=h)
         elif batched:
-            fwd = vmap(self._logits, in_dims=(0, 0, None))
+            vfwd = vmap(self._logits, in_dims=(0, 0, None))
+            fwd = lambda p, b, xb, j: vfwd(p, b, xb)  # noqa: E731
         else:
-            fwd = lambda p, b, xb: self._logits(p, b, xb)[None]  # noqa: E731
+            fwd = lambda p, b, xb, j: self._logits(p, b, xb)[None]  # noqa: E731
         loss_sum, correct = 0.0, 0.0
-        for s in range(0, self.n_eval, self.data_batch):
+        for j, s in enumerate(range(0, self.n_eval, self.data_batch)):
             xb, yb = self.x[s:s + self.data_batch], self.y[s:s + self.data_batch]
-            loss, corr = self._batched_loss(fwd(params, buffers, xb), yb, classes_first=batched == "stacked")
+            loss, corr = self._batched_loss(fwd(params, buffers, xb, j), yb,
+                                            classes_first=batched in ("stacked", "factored"))
             loss_sum = loss_sum + loss * len(yb)
             correct = correct + corr
         return loss_sum / self.n_eval, correct / self.n_eval
+
+    # -- the factored formulation ----------------------------------------------------------------
+    def head_bytes(self, K: int) -> int:
+        """Bytes of the precomputed first-layer products for codes of K entries: (K+1) × width × n_eval floats."""
+        if not self.factorable:
+            return 0
+        out = getattr(self.model, self.first_linear).out_features
+        return 4 * (K + 1) * out * self.n_eval
+
+    @torch.no_grad()
+    def set_affine_head(self, A: torch.Tensor, b: torch.Tensor) -> bool:
+        """Enable the factored formulation for models ``w = c @ A + b`` (a manifold's ``affine_head``).
+
+        Precomputes ``P = [x @ A1_kᵀ + a1_k]_k`` and ``x @ B1ᵀ + b1`` for the first layer: (K+1) × width
+        × n_eval floats (``head_bytes``), allowed up to ``HEAD_BUDGET_FRACTION`` of the budget (twice
+        that while ``auto`` tries a smaller data batch). The batch size shrinks by what P takes.
+
+        Parameters
+        ----------
+        A : Tensor of shape (K, D)
+        b : Tensor of shape (D,)
+
+        Returns
+        -------
+        bool
+            Whether the factored formulation is available (False: not an MLP with a first Linear
+            layer on the data, or P too large for the budget).
+        """
+        self.head = self._head = None
+        if not self.factorable:
+            return False
+        A = torch.as_tensor(A).to(self.device, torch.float32)
+        b = torch.as_tensor(b).to(self.device, torch.float32)
+        if A.ndim != 2 or A.shape[1] != self.layout.n_params or b.shape != (self.layout.n_params,):
+            raise GlobscopeError(f"affine head of shapes {tuple(A.shape)}, {tuple(b.shape)} does not fit task "
+                                 f"{self.task.name!r} (D = {self.layout.n_params})")
+        K = A.shape[0]
+        nbytes = self.head_bytes(K)
+        if 2 * nbytes > HEAD_BUDGET_FRACTION * self.budget:
+            log.info("factored formulation off: its first-layer products take %.0f MiB (budget %.0f MiB)",
+                     nbytes / 2**20, self.budget / 2**20)
+            return False
+        lin = getattr(self.model, self.first_linear)
+        out, inp = lin.out_features, lin.in_features
+        spans = {e.name: (int(o), e) for e, o in zip(self.layout.entries, self.layout.offsets)}
+        ow, _ = spans[f"{self.first_linear}.weight"]
+        A1 = torch.cat([A[:, ow:ow + out * inp], b[None, ow:ow + out * inp]]).view((K + 1) * out, inp)
+        if lin.bias is not None:
+            ob, _ = spans[f"{self.first_linear}.bias"]
+            a1 = torch.cat([A[:, ob:ob + out], b[None, ob:ob + out]]).reshape(-1, 1)
+        else:
+            a1 = torch.zeros((K + 1) * out, 1, device=self.device)
+        P = torch.addmm(a1, A1, self.x.flatten(1).t()).view(K + 1, out * self.n_eval)  # rows (k, j), columns i
+        first = {f"{self.first_linear}.weight", f"{self.first_linear}.bias"}
+        rest = [(n, o, e) for n, (o, e) in spans.items() if n not in first]
+        cols = torch.cat([torch.arange(o, o + e.size) for _, o, e in rest]) if rest else torch.zeros(0, dtype=torch.long)
+        cols = cols.to(self.device)
+        self._head = {"K": K, "out": out, "P": P, "blocks": {}, "A_rest": A[:, cols].contiguous(),
+                      "b_rest": b[cols].contiguous(), "A": A, "b": b,
+                      "rest": [(n, e.shape) for n, _, e in rest], "bytes": nbytes}
+        self.head = (A, b)
+        per_model = 4 * self.act_per_example * self.data_batch + 4 * 4 * self.layout.n_params
+        self.batch_models = int(max(1, min(self.batch_models, (self.budget - 2 * nbytes) // per_model)))
+        return True
+
+    def _head_blocks(self, data_batch: int) -> list[torch.Tensor]:
+        """P split by data batch: (K+1, width·n_s) blocks, contiguous (the full P without a copy)."""
+        hd = self._head
+        if data_batch not in hd["blocks"]:
+            P = hd["P"].view(hd["K"] + 1, hd["out"], self.n_eval)
+            hd["blocks"] = {data_batch: [P[:, :, s:s + data_batch].reshape(hd["K"] + 1, -1)
+                                         for s in range(0, self.n_eval, data_batch)]}
+        return hd["blocks"][data_batch]
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Full weight vectors (B, D) of codes (B, K): ``codes @ A + b``."""
+        return torch.addmm(self._head["b"], codes, self._head["A"])
+
+    def _factored(self, codes: torch.Tensor):
+        hd = self._head
+        Wr = torch.addmm(hd["b_rest"], codes, hd["A_rest"])  # only the later layers' weights
+        params, o = {}, 0
+        for name, shape in hd["rest"]:
+            n = math.prod(shape)
+            params[name] = Wr[:, o:o + n].view(len(codes), *shape)
+            o += n
+        return self._loss_acc(params, {}, "factored", codes=codes)
 
     # -- batches -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -327,7 +464,14 @@ class BatchedEvaluator:
         return vmap(self.probe, in_dims=(0, None))(params, self.calib_x)
 
     @torch.no_grad()
-    def _run(self, W: torch.Tensor, buffers: dict | None, formulation: str):
+    def _run(self, W: torch.Tensor | None, buffers: dict | None, formulation: str,
+             codes: torch.Tensor | None = None):
+        if formulation == "factored":
+            if codes is not None and self._head is not None:
+                return self._factored(codes)
+            formulation = "stacked"  # full weights given: the same numbers the long way
+        if W is None:
+            W = self.decode_codes(codes)
         if self.bn == "recompute":
             buffers = self.statistics(W, formulation)
         elif self.bn == "reference":
@@ -343,12 +487,17 @@ class BatchedEvaluator:
 
     SMALL_DATA_BATCH = 128
 
-    def candidates(self) -> list[tuple[str, int, int]]:
+    def candidates(self, codes: bool = False) -> list[tuple[str, int, int]]:
         """(formulation, threads, data batch) triples ``auto`` measures.
 
         On the CPU also one thread, and data batches of 128 examples (whose activations stay in
-        cache: 3× faster for the CNN than the whole set at once)."""
+        cache: 3× faster for the CNN than the whole set at once). ``factored`` when the models come
+        as codes of an affine head with fewer entries than the first layer's inputs (else it
+        does more work, never less)."""
         forms = (["stacked"] if self.stackable else []) + ["vmap", "loop"]
+        if codes and self._head is not None and \
+                self._head["K"] + 1 < getattr(self.model, self.first_linear).in_features:
+            forms.insert(0, "factored")
         n = self.threads or torch.get_num_threads()
         cpu = self.device.type == "cpu"
         threads = [n, 1] if cpu and n > 1 else [n]
@@ -357,24 +506,28 @@ class BatchedEvaluator:
             batches.append(self.SMALL_DATA_BATCH)
         return [(f, t, b) for f in forms for t in threads for b in batches]
 
-    def _choose(self, W, buffers) -> tuple[torch.Tensor, torch.Tensor]:
+    def _choose(self, W, buffers, codes=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Time every candidate on the first batch (the loop on a few models), the better of two
-        runs each; keep the fastest.
+        runs each; keep the fastest. With ``codes`` the factored candidate's time includes decoding
+        its later layers' weights; the others get the full weights decoded beforehand.
 
         Returns the batch's results (computed by the vmap candidate, or the winner)."""
+        if W is None:
+            W = self.decode_codes(codes)
         k = min(len(W), 4)
         sub = {kk: v[:k] for kk, v in (buffers or {}).items()} or None
         one = {kk: v[:1] for kk, v in sub.items()} if sub else None
         per_model, results = {}, {}
-        for form, nthreads, self.data_batch in self.candidates():
+        for form, nthreads, self.data_batch in self.candidates(codes is not None):
             with _threads(nthreads):
-                self._run(W[:1], one, form)  # warm-up
+                c = codes if form == "factored" else None
+                self._run(W[:1], one, form, None if c is None else c[:1])  # warm-up
                 Wp, bp = (W[:k], sub) if form == "loop" else (W, buffers)
                 best_t = np.inf
                 for _ in range(2):  # the better of two: a shared machine's stalls are not the method's
                     self._sync()
                     t0 = time.perf_counter()
-                    out = self._run(Wp, bp, form)
+                    out = self._run(Wp, bp, form, c)
                     self._sync()
                     best_t = min(best_t, time.perf_counter() - t0)
                 per_model[(form, nthreads, self.data_batch)] = best_t / len(Wp)
@@ -387,21 +540,24 @@ class BatchedEvaluator:
         if (self.formulation, self.data_batch) in results:
             return results[(self.formulation, self.data_batch)]
         with _threads(self.threads):
-            return self._run(W, buffers, self.formulation)
+            return self._run(W, buffers, self.formulation, codes)
 
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def evaluate(self, W, buffers: dict | None = None, progress=None, should_abort=None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, W=None, buffers: dict | None = None, progress=None, should_abort=None,
+                 codes=None) -> tuple[np.ndarray, np.ndarray]:
         """Mean loss and accuracy of each model over the evaluation data.
 
         Parameters
         ----------
         W : array or Tensor of shape (B, D)
             Weight vectors in the task's layout order. Any B; split into batches of at most
-            ``batch_models``.
+            ``batch_models``. Omitted when ``codes`` are given.
+        codes : array or Tensor of shape (B, K), optional
+            Instead of ``W``: codes of the affine head given to ``set_affine_head``, the models
+            being ``codes @ A + b`` (the factored formulation uses them directly).
         buffers : dict of str to Tensor of shape (B, ...), optional
             Per-model buffers (BatchNorm running statistics) for ``bn="reference"``.
         progress : callable(float), optional
@@ -415,13 +571,22 @@ class BatchedEvaluator:
             Non-finite losses (NaN, ±inf) are returned as they are.
         accuracy : ndarray of shape (B,), float64
         """
-        W = torch.as_tensor(W)
-        if W.ndim != 2 or W.shape[1] != self.layout.n_params:
-            raise GlobscopeError(f"weights of shape {tuple(W.shape)} do not fit task {self.task.name!r} "
-                                 f"(D = {self.layout.n_params})")
-        W = W.to(self.device, torch.float32)
+        if codes is not None:
+            if self._head is None:
+                raise GlobscopeError("evaluate(codes=...): no affine head set (set_affine_head)")
+            codes = torch.as_tensor(codes).to(self.device, torch.float32)
+            if codes.ndim != 2 or codes.shape[1] != self._head["K"]:
+                raise GlobscopeError(f"codes of shape {tuple(codes.shape)} do not fit the affine head "
+                                     f"(K = {self._head['K']})")
+            W = None
+        else:
+            W = torch.as_tensor(W)
+            if W.ndim != 2 or W.shape[1] != self.layout.n_params:
+                raise GlobscopeError(f"weights of shape {tuple(W.shape)} do not fit task {self.task.name!r} "
+                                     f"(D = {self.layout.n_params})")
+            W = W.to(self.device, torch.float32)
         with contextlib.nullcontext() if self._in_session else self.session():
-            return self._evaluate(W, buffers, progress, should_abort)
+            return self._evaluate(W, buffers, progress, should_abort, codes)
 
     @contextlib.contextmanager
     def session(self):
@@ -438,22 +603,24 @@ class BatchedEvaluator:
             if torch.get_num_threads() != old:
                 torch.set_num_threads(old)
 
-    def _evaluate(self, W, buffers, progress=None, should_abort=None):
+    def _evaluate(self, W, buffers, progress=None, should_abort=None, codes=None):
         losses, accs = [], []
-        for s in range(0, len(W), self.batch_models):
+        n = len(W) if W is not None else len(codes)
+        for s in range(0, n, self.batch_models):
             if should_abort and should_abort():
-                raise Aborted(f"evaluation aborted after {s} of {len(W)} models")
-            Wb = W[s:s + self.batch_models]
+                raise Aborted(f"evaluation aborted after {s} of {n} models")
+            Wb = W[s:s + self.batch_models] if W is not None else None
+            cb = codes[s:s + self.batch_models] if codes is not None else None
             bb = {k: v[s:s + self.batch_models] for k, v in buffers.items()} if buffers else None
             if self.formulation == "auto":
-                loss, acc = self._choose(Wb, bb)
+                loss, acc = self._choose(Wb, bb, cb)
                 torch.set_num_threads(self.threads)
             else:
-                loss, acc = self._run(Wb, bb, self.formulation)
+                loss, acc = self._run(Wb, bb, self.formulation, cb)
             losses.append(loss.double().cpu())
             accs.append(acc.double().cpu())
             if progress:
-                progress(min(s + self.batch_models, len(W)) / len(W))
+                progress(min(s + self.batch_models, n) / n)
         return torch.cat(losses).numpy(), torch.cat(accs).numpy()
 
     def flops_per_model(self) -> int:
@@ -472,7 +639,9 @@ class BatchedEvaluator:
                 "batch_models": self.batch_models,
                 "data_batch": self.data_batch, "memory_budget_bytes": self.budget, "bn": self.bn,
                 "calibration_size": len(self.calib_x) if self.probe is not None else None,
-                "n_eval": self.n_eval, "formulation_timings": self.timings}
+                "n_eval": self.n_eval, "formulation_timings": self.timings,
+                "affine_head": ({"K": self._head["K"], "precomputed_bytes": self._head["bytes"]}
+                                if self._head is not None else None)}
 
 
-__all__ = ["BatchedEvaluator", "FORMULATIONS", "stackable", "resolve_device", "memory_budget", "activation_numel"]
+__all__ = ["BatchedEvaluator", "FORMULATIONS", "stackable", "first_linear", "resolve_device", "memory_budget", "activation_numel"]
