@@ -1,20 +1,31 @@
-"""Loss-field throughput: the same decoded weights evaluated three ways, and peak RSS vs grid size.
+"""Loss-field throughput: the same decoded models evaluated four ways, and peak RSS vs grid size.
 
 (a) ``li``: the per-point loop of loss-landscape (Li et al.): load the vector into the module, then
     run the evaluation data through a ``DataLoader`` with batch size 128;
 (b) ``loop``: the best per-model loop: load the vector, one forward pass over the whole set;
-(c) ``engine``: ``BatchedEvaluator(formulation="auto")`` (stacked / vmap / loop, threads measured).
+(c) ``engine``: ``BatchedEvaluator(formulation="auto")`` on the decoded weights (stacked / vmap /
+    loop, threads and data batch measured);
+(d) ``factored``: the engine's factored formulation on the same models given as their latent
+    points: the manifold's affine head turns them into codes (timed), the first layer runs in
+    code space from the precomputed ``P = x @ A1ᵀ`` (built once, not timed, like the evaluation
+    data), the later layers' weights are decoded from the codes (timed). Threads and data batch
+    measured as in (c). MLP tasks only; forced even where ``auto`` would not pick it (K + 1 ≥ the
+    first layer's inputs, e.g. digits-mlp under the autoencoder, where it is slower).
 
-For ``fashion-cnn`` all three recompute BatchNorm statistics from the same calibration batch
-(256 training images) before evaluating. Weights: a 2-D PCA manifold of 8 randomly initialised
-models of the task, decoded on a grid (throughput does not depend on the values).
+For ``fashion-cnn`` (a)–(c) recompute BatchNorm statistics from the same calibration batch
+(256 training images) before evaluating. Models: a 2-D manifold (``--manifold``; default the
+paper's autoencoder, whose code is its last hidden layer, K = 128; PCA's is the latent point,
+K = 2) of 8 randomly initialised models of the task, decoded on a grid (throughput does not
+depend on the values; the autoencoder is fitted for a few epochs only).
 
-Rates are medians of per-model (a, b) or per-batch (c) times, the three ways interleaved over three
-rounds, so that the load of a shared machine, which comes and goes, reaches each alike.
+Rates are medians of per-model (a, b) or per-batch (c, d) times, the four ways interleaved over
+three rounds, so that the load of a shared machine, which comes and goes, reaches each alike.
 The GFLOP/s count the forward passes' matrix products and convolutions (torch's flop counter);
-the peak is the best of 4096² ``torch.mm`` timings taken in the same run before and after each task.
+for (d) they are *effective*: the FLOPs of the unfactored network over (d)'s time (the FLOPs it
+actually does are printed beside them). The peak is the best of 4096² ``torch.mm`` timings taken
+in the same run before and after each task.
 
-    python benchmarks/landscape_throughput.py [--json] [--tasks ...] [--no-rss]
+    python benchmarks/landscape_throughput.py [--json] [--tasks ...] [--manifold pca] [--no-rss]
 """
 
 from __future__ import annotations
@@ -42,20 +53,24 @@ from globscope.landscape import BatchedEvaluator, LatentGrid, compute_landscape 
 from globscope.manifolds import make_manifold  # noqa: E402
 from globscope.tasks import get_task  # noqa: E402
 
-# models evaluated by (a), (b), (c) per task
-COUNTS = {"digits-mlp": (24, 96, 6144), "fashion-mlp": (9, 24, 768), "fashion-cnn": (6, 6, 48)}
+# models evaluated by (a), (b), (c), (d) per task
+COUNTS = {"digits-mlp": (24, 96, 6144, 6144), "fashion-mlp": (9, 24, 768, 3072), "fashion-cnn": (6, 6, 48, 0)}
 CALIBRATION = 256
+AE_EPOCHS = 20
 
 
-def decoded_weights(task, n: int, seed: int = 0):
-    """``n`` weight vectors decoded from a 2-D PCA manifold of 8 random models; also the manifold and Z."""
+def decoded_weights(task, n: int, seed: int = 0, method: str = "autoencoder"):
+    """``n`` weight vectors decoded from a 2-D manifold of 8 random models; also the manifold, Z,
+    the 8 models and the ``n`` latent points."""
     torch.manual_seed(seed)
     W0 = np.stack([task.layout.flatten(task.make_model().state_dict()) for _ in range(8)])
-    man = make_manifold("pca", 2).fit(W0)
+    params = {"epochs": AE_EPOCHS, "val_fraction": 0.0, "seed": seed} if method == "autoencoder" else {}
+    man = make_manifold(method, 2, **params).fit(W0)
     Z = man.transform(W0)
     side = int(np.ceil(np.sqrt(n)))
     grid = LatentGrid.around(Z, side, 0.1)
-    return torch.from_numpy(man.inverse_transform(grid.points(0, n))), man, Z, W0
+    pts = grid.points(0, n)
+    return torch.from_numpy(man.inverse_transform(pts)), man, Z, W0, pts
 
 
 def peak_gflops(reps: int = 7) -> float:
@@ -133,44 +148,106 @@ def engine_batches(ev, W):
     return losses, times
 
 
-def bench_task(name: str, peak: float, rounds: int = 3) -> dict:
-    """The three ways on the same weights, interleaved over ``rounds`` (a shared machine's load
+def factored_evaluator(task, man):
+    """(d)'s evaluator: the manifold's affine head set, ``auto`` measuring threads and data batch
+    of the factored formulation only; with the head's code function. None where it cannot run."""
+    head = man.affine_head("cpu")
+    ev = BatchedEvaluator(task, "cpu", formulation="auto")
+    if head is None or not ev.factorable or not ev.set_affine_head(head[1], head[2]):
+        return None, None
+    base = BatchedEvaluator.candidates(ev)  # (formulation, threads, data batch) of the others
+    ev.candidates = lambda codes=False: sorted({("factored", t, b) for _, t, b in base}, key=lambda c: (-c[1], -c[2]))
+    return ev, head[0]
+
+
+def factored_batches(ev, code_fn, Zp):
+    """(d) on latent points ``Zp``: codes, then the factored engine, in batches of ``batch_models``."""
+    losses, times = [], []
+    for s in range(0, len(Zp), ev.batch_models):
+        t0 = time.perf_counter()
+        z = torch.as_tensor(Zp[s:s + ev.batch_models], dtype=torch.float32)
+        loss, _ = ev.evaluate(codes=code_fn(z))
+        times.append((time.perf_counter() - t0) / len(z))
+        losses.extend(loss.tolist())
+    return losses, times
+
+
+def factored_flops(ev) -> int:
+    """FLOPs (d) does per model: the first layer as (K+1)·width products per example, the rest as
+    unfactored, plus decoding the later layers' weights from the code."""
+    lin = getattr(ev.model, ev.first_linear)
+    hd = ev._head
+    first = 2 * lin.in_features * lin.out_features * ev.n_eval
+    return (ev.flops_per_model() - first + 2 * (hd["K"] + 1) * lin.out_features * ev.n_eval
+            + 2 * hd["K"] * hd["A_rest"].shape[1])
+
+
+def bench_task(name: str, peak: float, rounds: int = 3, method: str = "autoencoder") -> dict:
+    """The four ways on the same models, interleaved over ``rounds`` (a shared machine's load
     comes and goes: each way sees every phase); medians of per-model times."""
     task = get_task(name)
-    n_li, n_loop, n_engine = COUNTS.get(name, (8, 16, 256))
-    W, *_ = decoded_weights(task, max(n_li, n_loop, n_engine))
+    n_li, n_loop, n_engine, n_fact = COUNTS.get(name, (8, 16, 256, 256))
+    W, man, _, _, pts = decoded_weights(task, max(n_li, n_loop, n_engine, n_fact), method=method)
     x_cal = task.train_data.x[:CALIBRATION] if task.has_batchnorm else None
     ev = BatchedEvaluator(task, "cpu", bn="recompute" if task.has_batchnorm else None,
                           calibration_size=CALIBRATION, formulation="auto")
-    out = {"li": ([], []), "loop": ([], []), "engine": ([], [])}
+    evf, code_fn = factored_evaluator(task, man) if n_fact else (None, None)
+    ways = [("li", lambda lo, hi: li_loop(task, W[lo:hi], x_cal), n_li),
+            ("loop", lambda lo, hi: best_loop(task, W[lo:hi], x_cal), n_loop),
+            ("engine", lambda lo, hi: engine_batches(ev, W[lo:hi]), n_engine)]
+    if evf is not None:
+        ways.append(("factored", lambda lo, hi: factored_batches(evf, code_fn, pts[lo:hi]), n_fact))
+    out = {k: ([], []) for k, _, _ in ways}
     with ev.session():
         ev.evaluate(W[:ev.batch_models])  # the auto choice (timed candidates) happens here
+        if evf is not None:
+            with evf.session():
+                factored_batches(evf, code_fn, pts[:evf.batch_models])
+            torch.set_num_threads(ev.threads)
         for r in range(rounds):
-            for key, fn, n in (("li", lambda w: li_loop(task, w, x_cal), n_li),
-                               ("loop", lambda w: best_loop(task, w, x_cal), n_loop),
-                               ("engine", lambda w: engine_batches(ev, w), n_engine)):
+            for key, fn, n in ways:
                 lo, hi = r * n // rounds, (r + 1) * n // rounds
                 if hi > lo:
-                    losses, times = fn(W[lo:hi])
+                    if key == "factored":
+                        with evf.session():
+                            losses, times = fn(lo, hi)
+                    else:
+                        losses, times = fn(lo, hi)
                     out[key][0].extend(losses)
                     out[key][1].extend(times)
-    (l_li, t_li), (l_loop, t_loop), (l_eng, t_eng) = [(np.array(out[k][0]), statistics.median(out[k][1]))
-                                                      for k in ("li", "loop", "engine")]
+    res = {k: (np.array(v[0]), statistics.median(v[1])) for k, v in out.items()}
+    (l_li, t_li), (l_loop, t_loop), (l_eng, t_eng) = res["li"], res["loop"], res["engine"]
     k = min(n_li, n_loop)
     diff = max(np.abs(l_li[:k] - l_loop[:k]).max(), np.abs(l_li[:k] - l_eng[:k]).max(),
                np.abs(l_loop[:k] - l_eng[:k]).max())
     flops = ev.flops_per_model() * (1 + (CALIBRATION / ev.n_eval if task.has_batchnorm else 0))
-    return {"li_models_per_s": 1 / t_li, "loop_models_per_s": 1 / t_loop, "engine_models_per_s": 1 / t_eng,
-            "ratio_vs_li": t_li / t_eng, "ratio_vs_loop": t_loop / t_eng,
-            "gflops": flops / t_eng / 1e9, "peak_gflops": peak, "max_abs_diff": float(diff),
-            "engine_formulation": ev.formulation, "engine_threads": ev.threads, "batch_models": ev.batch_models,
-            "data_batch": ev.data_batch, "candidates_ms_per_model": ev.timings, "models": [n_li, n_loop, n_engine]}
+    r = {"li_models_per_s": 1 / t_li, "loop_models_per_s": 1 / t_loop, "engine_models_per_s": 1 / t_eng,
+         "ratio_vs_li": t_li / t_eng, "ratio_vs_loop": t_loop / t_eng,
+         "gflops": flops / t_eng / 1e9, "peak_gflops": peak, "max_abs_diff": float(diff),
+         "engine_formulation": ev.formulation, "engine_threads": ev.threads, "batch_models": ev.batch_models,
+         "data_batch": ev.data_batch, "candidates_ms_per_model": ev.timings,
+         "models": [n_li, n_loop, n_engine, n_fact if evf is not None else 0], "manifold": method,
+         "factored_models_per_s": None, "factored_ratio_vs_li": None, "factored_ratio_vs_loop": None,
+         "factored_ratio_vs_engine": None, "factored_effective_gflops": None, "factored_actual_gflops": None,
+         "factored_max_abs_diff_vs_li": None}
+    if evf is not None:
+        l_f, t_f = res["factored"]
+        kf = min(n_li, n_fact)
+        r.update({"factored_models_per_s": 1 / t_f, "factored_ratio_vs_li": t_li / t_f,
+                  "factored_ratio_vs_loop": t_loop / t_f, "factored_ratio_vs_engine": t_eng / t_f,
+                  "factored_effective_gflops": flops / t_f / 1e9,
+                  "factored_actual_gflops": factored_flops(evf) / t_f / 1e9,
+                  "factored_max_abs_diff_vs_li": float(np.abs(l_li[:kf] - l_f[:kf]).max()),
+                  "factored_K": evf._head["K"], "factored_precomputed_mib": evf._head["bytes"] / 2**20,
+                  "factored_threads": evf.threads, "factored_batch_models": evf.batch_models,
+                  "factored_data_batch": evf.data_batch, "factored_candidates_ms_per_model": evf.timings})
+    return r
 
 
 def rss_child(resolution: int, chunk_points: int) -> None:
     """Run one digits-mlp field at ``resolution``² and print this process's peak RSS (MiB)."""
     task = get_task("digits-mlp")
-    _, man, Z, W0 = decoded_weights(task, 4)
+    _, man, Z, W0, _ = decoded_weights(task, 4, method="pca")
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         compute_landscape(man, task, Z, out, resolution=resolution, chunk_points=chunk_points,
@@ -205,6 +282,8 @@ def main():
     p.add_argument("--tasks", nargs="+", default=["digits-mlp", "fashion-mlp", "fashion-cnn"])
     p.add_argument("--json", action="store_true", help="one JSON object keyed by task")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS scaling runs")
+    p.add_argument("--manifold", choices=["autoencoder", "pca"], default="autoencoder",
+                   help="the manifold that decodes the models (its affine head feeds (d))")
     p.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--chunk-points", type=int, default=1024)
     a = p.parse_args()
@@ -216,7 +295,7 @@ def main():
     peaks = [peak_gflops()]
     results = {}
     for t in a.tasks:
-        results[t] = bench_task(t, peaks[-1])
+        results[t] = bench_task(t, peaks[-1], method=a.manifold)
         peaks.append(peak_gflops())
     peak = max(peaks)
     for r in results.values():
@@ -231,6 +310,7 @@ def main():
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.1f} GFLOP/s "
           f"(best 4096² mm; samples {', '.join(f'{p:.0f}' for p in peaks)})")
+    print(f"models decoded by a 2-D {a.manifold} manifold of 8 random models of each task")
     print(f"{'task':12} {'li/s':>9} {'loop/s':>9} {'engine/s':>10} {'c/a':>7} {'c/b':>6} {'GFLOP/s':>8} "
           f"{'% peak':>7} {'max|diff|':>10}  engine")
     for t, r in results.items():
@@ -240,6 +320,19 @@ def main():
               f"{r['engine_formulation']}, {r['engine_threads']} thr, {r['batch_models']} models × {r['data_batch']} examples")
         print(f"{'':12} candidates (ms/model): "
               + ", ".join(f"{k} {v:.3g}" for k, v in r["candidates_ms_per_model"].items()))
+    print("(d) factored first layer, from the latent points (codes and later-layer decoding timed); "
+          "effective GFLOP/s = the unfactored network's FLOPs / (d)'s time; actual = the FLOPs (d) does")
+    print(f"{'task':12} {'K':>4} {'P MiB':>6} {'fact/s':>9} {'d/a':>7} {'d/b':>6} {'d/c':>6} {'eff GF/s':>9} "
+          f"{'% peak':>7} {'act GF/s':>9} {'|d-a|':>10}  settings")
+    for t, r in results.items():
+        if r["factored_models_per_s"] is None:
+            print(f"{t:12} n/a (no Linear first layer on the data)")
+            continue
+        print(f"{t:12} {r['factored_K']:4d} {r['factored_precomputed_mib']:6.1f} {r['factored_models_per_s']:9.1f} "
+              f"{r['factored_ratio_vs_li']:7.1f} {r['factored_ratio_vs_loop']:6.2f} {r['factored_ratio_vs_engine']:6.2f} "
+              f"{r['factored_effective_gflops']:9.1f} {100 * r['factored_effective_gflops'] / peak:6.0f}% "
+              f"{r['factored_actual_gflops']:9.1f} {r['factored_max_abs_diff_vs_li']:10.2e}  "
+              f"{r['factored_threads']} thr, {r['factored_batch_models']} models × {r['factored_data_batch']} examples")
     if not a.no_rss:
         base = rss[0]["peak_rss_mib"]
         print(f"peak RSS, digits-mlp field, {a.chunk_points} points per chunk:")
