@@ -70,13 +70,31 @@ def load_plugins(ttk: bool = True) -> dict:
     return routing.detect()
 
 
-def _warp(source, array, scale, name):
-    w = simple.WarpByScalar(registrationName=name, Input=source)
-    w.Scalars = ["POINTS", array]
-    w.ScaleFactor = scale
-    w.UseNormal = 1
-    w.Normal = [0.0, 0.0, 1.0]
-    return w
+# Categorical colours for the variants: saturated hues that stand out on a viridis surface and on
+# white (the merge tree is drawn in white/light grey).
+VARIANT_COLOURS = [
+    (0.894, 0.102, 0.110), (1.000, 0.498, 0.000), (0.902, 0.161, 0.541), (0.651, 0.337, 0.157),
+    (0.094, 0.094, 0.094), (0.969, 0.506, 0.749), (0.000, 0.749, 1.000), (0.550, 0.000, 0.000),
+    (0.600, 0.600, 0.000), (0.580, 0.404, 0.741),
+]
+
+
+def _warp(source, array, scale, name, offset=0.0):
+    """Lift a 2-D data set (z = 0) to ``z = scale * array + offset``: the surface's own warp, with
+    ``offset`` raising markers just above it."""
+    if not offset:
+        w = simple.WarpByScalar(registrationName=name, Input=source)
+        w.Scalars = ["POINTS", array]
+        w.ScaleFactor = scale
+        w.UseNormal = 1
+        w.Normal = [0.0, 0.0, 1.0]
+        return w
+    c = simple.Calculator(registrationName=name, Input=source)
+    c.AttributeType = "Point Data"
+    c.CoordinateResults = 1
+    c.Function = f"coordsX*iHat + coordsY*jHat + ({scale!r}*\"{array}\" + {offset!r})*kHat"
+    c.ResultArrayName = "lifted"
+    return c
 
 
 def _finite_range(source, array):
@@ -85,8 +103,67 @@ def _finite_range(source, array):
     return float(lo), float(hi)
 
 
+def _variant_names(models) -> dict:
+    """``variant_id -> variant name`` from ``models.vtp`` (point arrays ``variant``/``variant_id``,
+    else the ``runs`` field array in id order)."""
+    from paraview import servermanager as sm
+
+    names = {}
+    try:
+        data = sm.Fetch(models)
+        pd, fd = data.GetPointData(), data.GetFieldData()
+        ids, var = pd.GetArray("variant_id"), pd.GetAbstractArray("variant")
+        if ids is not None and var is not None:
+            for i in range(data.GetNumberOfPoints()):
+                names.setdefault(int(ids.GetTuple1(i)), str(var.GetValue(i)))
+        runs = fd.GetAbstractArray("runs")
+        if not names and runs is not None:
+            names = {i: str(runs.GetValue(i)) for i in range(runs.GetNumberOfValues())}
+    except Exception:  # noqa: BLE001 - the legend then shows the ids
+        pass
+    return names
+
+
+def _place_bar(bar, position, length):
+    bar.WindowLocation = "Any Location"
+    bar.Orientation = "Vertical"
+    bar.Position = list(position)
+    bar.ScalarBarLength = length
+    bar.TitleColor = bar.LabelColor = [0.1, 0.1, 0.1]
+    bar.TitleFontSize = 18
+    bar.LabelFontSize = 15
+
+
+def _set_camera(view, bounds):
+    """Whole surface framed (its bounding sphere), seen from the south-south-west 50 degrees above the
+    latent plane, z up; set here rather than by the first Render()'s camera reset."""
+    import math
+
+    cx, cy, cz = ((bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2)
+    radius = 0.5 * math.sqrt((bounds[1] - bounds[0]) ** 2 + (bounds[3] - bounds[2]) ** 2 + (bounds[5] - bounds[4]) ** 2)
+    az, el = math.radians(-120.0), math.radians(50.0)
+    d = radius / math.sin(math.radians(view.CameraViewAngle / 2.0))
+    dx, dy, dz = math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)
+    # screen-up direction (world z made orthogonal to the view direction): the camera moves down
+    # it a little, which raises the surface (taller at the back) into the middle of the picture
+    ux, uy, uz = -dz * dx, -dz * dy, 1.0 - dz * dz
+    n = math.sqrt(ux * ux + uy * uy + uz * uz) or 1.0
+    k = -0.12 * radius / n
+    cx, cy, cz = cx + k * ux, cy + k * uy, cz + k * uz
+    d /= 1.1
+    view.CameraFocalPoint = [cx, cy, cz]
+    view.CameraPosition = [cx + d * dx, cy + d * dy, cz + d * dz]
+    view.CameraViewUp = [0.0, 0.0, 1.0]
+    view.CameraParallelProjection = 0
+    if hasattr(simple, "_DisableFirstRenderCameraReset"):  # keep this camera on the first Render()
+        simple._DisableFirstRenderCameraReset()
+
+
 def build_landscape(bundle, size=(1600, 1000)):
-    """Build the landscape pipeline and views on ``bundle``; returns the landscape view."""
+    """Build the landscape pipeline and views on ``bundle``; returns the landscape view.
+
+    The "Globscope" layout holds the landscape view (left, 70 %) and the persistence diagram
+    view (right)."""
     from python_filters import ttk as routing
 
     load_plugins()
@@ -94,27 +171,38 @@ def build_landscape(bundle, size=(1600, 1000)):
     vti = os.path.join(bundle, "landscape.vti")
     if not os.path.isfile(vti):
         raise FileNotFoundError(f"{vti}: the bundle has no landscape (run `globscope landscape` first)")
+
+    # Layout and views first, each view assigned to its cell as soon as it exists (the GUI would
+    # otherwise put an unassigned view into whatever layout is active).
+    layout = simple.CreateLayout("Globscope")
+    layout.SplitHorizontal(0, 0.7)
+    view = simple.CreateView("RenderView")
+    simple.AssignViewToLayout(view=view, layout=layout, hint=1)
+    simple.RenameView(LANDSCAPE_VIEW, view)
+    dview = simple.CreateView("RenderView")
+    simple.AssignViewToLayout(view=dview, layout=layout, hint=2)
+    simple.RenameView(DIAGRAM_VIEW, dview)
+    for v in (view, dview):
+        v.OrientationAxesVisibility = 0
+        v.Background = [1.0, 1.0, 1.0]
+        if hasattr(v, "UseColorPaletteForBackground"):
+            v.UseColorPaletteForBackground = 0
+    view.ViewSize = list(size)
+
     land = simple.XMLImageDataReader(registrationName="landscape.vti", FileName=[vti])
     land.UpdatePipeline()
     dims = land.GetDataInformation().GetExtent()
     is3d = dims[5] > dims[4]
     b = land.GetDataInformation().GetBounds()
     lo, hi = _finite_range(land, "log_loss")
-    scale = 0.6 * max(b[1] - b[0], b[3] - b[2]) / max(hi - lo, 1e-12)
+    extent = max(b[1] - b[0], b[3] - b[2])
+    scale = 0.35 * extent / max(hi - lo, 1e-12)
+    lift = 0.02 * extent  # markers float this far above the surface
 
     simp = routing.simplification(land, "log_loss", SIMPLIFY, name="Simplified log loss")
     tree = routing.merge_tree(simp, "log_loss", name="Merge tree")
     diagram = routing.persistence_diagram(land, "log_loss", name="Persistence diagram")
 
-    view = simple.CreateView("RenderView")
-    simple.RenameView(LANDSCAPE_VIEW, view)
-    layout = simple.CreateLayout("Globscope")
-    simple.AssignViewToLayout(view=view, layout=layout, hint=0)
-    view.ViewSize = list(size)
-    view.OrientationAxesVisibility = 0
-    view.Background = [1.0, 1.0, 1.0]
-    if hasattr(view, "UseColorPaletteForBackground"):
-        view.UseColorPaletteForBackground = 0
     lut = simple.GetColorTransferFunction("log_loss")
     lut.ApplyPreset("Viridis (matplotlib)", True)
     lut.RescaleTransferFunction(lo, hi)
@@ -126,85 +214,97 @@ def build_landscape(bundle, size=(1600, 1000)):
         surf.Isosurfaces = [lo + (hi - lo) * q for q in (0.1, 0.25, 0.45)]
         sd = simple.Show(surf, view)
         sd.Opacity = 0.5
-        scale = 0.0
-        lifted_models = None
     else:
         surface = simple.ExtractSurface(registrationName="Surface", Input=simp)
         surf = _warp(surface, "log_loss", scale, "Loss surface")
         sd = simple.Show(surf, view)
     simple.ColorBy(sd, ("POINTS", "log_loss"))
     sd.LookupTable = lut
+    sd.Specular = 0.15
     sd.SetScalarBarVisibility(view, True)
     bar = simple.GetScalarBar(lut, view)
     bar.Title = "log10 loss"
     bar.ComponentTitle = ""
-    bar.TitleColor = bar.LabelColor = [0.1, 0.1, 0.1]
+    _place_bar(bar, (0.90, 0.52), 0.40)
 
     models_file = os.path.join(bundle, "models.vtp")
     if os.path.isfile(models_file):
         models = simple.XMLPolyDataReader(registrationName="models.vtp", FileName=[models_file])
         models.UpdatePipeline()
-        # vtkProbeFilter (5.11) crashes passing string arrays: keep the numeric ones only
-        numeric = [k for k in models.PointData.keys() if models.PointData[k].GetDataType() != 13 and k != "variant"]
+        names = _variant_names(models)
+        # vtkProbeFilter (5.11) crashes on string arrays: resample with the numeric arrays only,
+        # from the simplified field (the one the surface shows) so the points sit on the surface.
+        numeric = [k for k in models.PointData.keys()
+                   if models.PointData[k].GetDataType() != 13 and k not in ("variant", "log_loss")]
         kept = simple.PassArrays(registrationName="Model arrays", Input=models, PointDataArrays=numeric,
-                                 FieldDataArrays=[])
-        on_field = simple.ResampleWithDataset(registrationName="Models on field", SourceDataArrays=land,
+                                 CellDataArrays=[], FieldDataArrays=[])
+        on_field = simple.ResampleWithDataset(registrationName="Models on field", SourceDataArrays=simp,
                                               DestinationMesh=kept)
         on_field.PassPointArrays = 1
         on_field.PassCellArrays = 1
-        lifted_models = _warp(on_field, "log_loss", scale, "Models") if not is3d else on_field
-        md = simple.Show(lifted_models, view)
-        simple.ColorBy(md, ("POINTS", "variant_id"))
+        lifted_models = on_field if is3d else _warp(on_field, "log_loss", scale, "Models", lift)
+        # Real geometry (sphere glyphs, tubes): 5.11's point-sphere / line-tube impostors lose
+        # their depth test against the surface when coloured through a lookup table.
+        balls = simple.Glyph(registrationName="Model points", Input=lifted_models, GlyphType="Sphere")
+        balls.OrientationArray = ["POINTS", "No orientation array"]
+        balls.ScaleArray = ["POINTS", "No scale array"]
+        balls.ScaleFactor = 0.022 * extent
+        balls.GlyphMode = "All Points"
+        balls.GlyphType.ThetaResolution = 16
+        balls.GlyphType.PhiResolution = 12
+        tubes = simple.Tube(registrationName="Trajectories", Input=lifted_models)
+        tubes.Radius = 0.0045 * extent
+        tubes.NumberofSides = 10
         vlut = simple.GetColorTransferFunction("variant_id")
-        vlut.ApplyPreset("Set1", True) if vlut.ApplyPreset("Set1", True) else None
+        ids = sorted(names) or list(range(int(models.PointData["variant_id"].GetRange()[1]) + 1))
         vlut.InterpretValuesAsCategories = 1
         vlut.AnnotationsInitialized = 1
-        md.RenderPointsAsSpheres = 1
-        md.RenderLinesAsTubes = 1
-        md.PointSize = 12.0
-        md.LineWidth = 4.0
-        md.SetScalarBarVisibility(view, False)
+        vlut.Annotations = [x for i in ids for x in (str(i), names.get(i, str(i)))]
+        vlut.IndexedColors = [c for k, _ in enumerate(ids) for c in VARIANT_COLOURS[k % len(VARIANT_COLOURS)]]
+        for src in (tubes, balls):
+            md = simple.Show(src, view)
+            simple.ColorBy(md, ("POINTS", "variant_id"))
+            md.LookupTable = vlut
+            md.Specular = 0.3
+        md.SetScalarBarVisibility(view, True)
+        vbar = simple.GetScalarBar(vlut, view)
+        vbar.Title = "variant"
+        vbar.ComponentTitle = ""
+        _place_bar(vbar, (0.90, 0.06), 0.36)
 
     nodes = simple.OutputPort(tree, 0)
     arcs = simple.OutputPort(tree, 1)
     if not is3d:
-        nodes = _warp(nodes, "Scalar", scale, "Merge tree nodes")
-        arcs = _warp(arcs, "Scalar", scale, "Merge tree arcs")
+        nodes = _warp(nodes, "Scalar", scale, "Merge tree nodes", lift)
+        arcs = _warp(arcs, "Scalar", scale, "Merge tree arcs", lift)
     nd = simple.Show(nodes, view)
     simple.ColorBy(nd, ("POINTS", None))
-    nd.AmbientColor = nd.DiffuseColor = [0.9, 0.1, 0.1]
+    nd.AmbientColor = nd.DiffuseColor = [1.0, 1.0, 1.0]
     nd.RenderPointsAsSpheres = 1
-    nd.PointSize = 16.0
+    nd.PointSize = 18.0
     ad = simple.Show(arcs, view)
     simple.ColorBy(ad, ("POINTS", None))
-    ad.AmbientColor = ad.DiffuseColor = [0.95, 0.95, 0.95]
+    ad.AmbientColor = ad.DiffuseColor = [0.92, 0.92, 0.92]
     ad.RenderLinesAsTubes = 1
-    ad.LineWidth = 5.0
+    ad.LineWidth = 4.0
 
-    view.ResetCamera()
-    cam = view.GetActiveCamera()
-    cam.Elevation(-55.0)
-    cam.Azimuth(20.0)
-    view.ResetCamera()
-    cam.Dolly(1.25)
+    surf.UpdatePipeline()
+    _set_camera(view, surf.GetDataInformation().GetBounds())
 
-    dview = simple.CreateView("RenderView")
     dview.InteractionMode = "2D"
-    dview.OrientationAxesVisibility = 0
-    dview.Background = [1.0, 1.0, 1.0]
-    if hasattr(dview, "UseColorPaletteForBackground"):
-        dview.UseColorPaletteForBackground = 0
     dd = simple.Show(diagram, dview)
     simple.ColorBy(dd, ("CELLS", "Persistence"))
     dd.RenderPointsAsSpheres = 1
     dd.PointSize = 8.0
     dd.LineWidth = 2.0
+    dd.SetScalarBarVisibility(dview, False)
     dview.AxesGrid.Visibility = 1
     dview.AxesGrid.XTitle = "birth (log10 loss)"
     dview.AxesGrid.YTitle = "death"
-    cell = layout.SplitHorizontal(0, 0.7)
-    layout.AssignView(cell + 1, dview)
-    simple.RenameView(DIAGRAM_VIEW, dview)
+    for axis in ("X", "Y"):
+        setattr(dview.AxesGrid, axis + "TitleColor", [0.1, 0.1, 0.1])
+        setattr(dview.AxesGrid, axis + "LabelColor", [0.1, 0.1, 0.1])
+    dview.AxesGrid.GridColor = [0.6, 0.6, 0.6]
     dview.ResetCamera()
     simple.SetActiveView(view)
     simple.SetActiveSource(surf)

@@ -46,11 +46,56 @@ import globscope_state as gs
 from paraview.simple import *
 view = gs.load_state({str(pvsm)!r}, {str(moved)!r})
 r = FindSource("landscape.vti")
-print("RESULT " + json.dumps({{"file": r.FileName[0], "views": len(GetRenderViews())}}))
+layout = GetLayoutByName("Globscope")
+cells = [layout.GetViewLocation(FindView(n)) for n in (gs.LANDSCAPE_VIEW, gs.DIAGRAM_VIEW)]
+print("RESULT " + json.dumps({{"file": r.FileName[0], "views": len(GetRenderViews()), "cells": cells}}))
 """
     rc, out, err, res = pv("pvbatch", script, display=None)
     assert rc == 0 and res, err[-3000:]
     assert res[0]["file"].startswith(str(moved)) and res[0]["views"] == 2
+    # both views sit in the "Globscope" layout (the GUI shows them side by side), in different cells
+    cells = res[0]["cells"]
+    assert min(cells) >= 0 and len(set(cells)) == 2, cells
+
+
+def test_models_and_merge_tree_sit_on_the_surface(bundle, pv):
+    """Models and merge-tree nodes are warped like the surface (z = scale * value) plus a small lift;
+    the model points are coloured by variant through a categorical table annotated with the names."""
+    from globscope import paraview_launch as pl
+
+    script = HOOK + f"""
+import sys, json
+sys.path.insert(0, {str(pl.state_files_dir())!r})
+import globscope_state as gs
+from paraview.simple import *
+from paraview import servermanager as sm
+from vtkmodules.util.numpy_support import vtk_to_numpy as v2n
+gs.build_landscape({str(bundle)!r}, (400, 300))
+scale = FindSource("Loss surface").ScaleFactor
+def lift(name, array):
+    d = sm.Fetch(FindSource(name))
+    z = v2n(d.GetPoints().GetData())[:, 2] - scale * v2n(d.GetPointData().GetArray(array))
+    return [float(z.min()), float(z.max())]
+lut = GetColorTransferFunction("variant_id")
+names = sm.Fetch(FindSource("models.vtp")).GetFieldData().GetAbstractArray("runs")
+print("RESULT " + json.dumps({{"surface": lift("Loss surface", "log_loss"), "models": lift("Models", "log_loss"),
+      "nodes": lift("Merge tree nodes", "Scalar"), "categorical": lut.InterpretValuesAsCategories,
+      "annotations": list(lut.Annotations)[1::2],
+      "runs": [names.GetValue(i) for i in range(names.GetNumberOfValues())] if names else None,
+      "shown": sorted(k[0] for k, v in GetSources().items()
+                      if GetDisplayProperties(v, GetActiveView()).Visibility)}}))
+"""
+    rc, out, err, res = pv("pvbatch", script, display=None)
+    assert rc == 0 and res, err[-3000:]
+    r = res[0]
+    tol = 1e-3  # float32 points
+    assert abs(r["surface"][0]) < tol and abs(r["surface"][1]) < tol, r["surface"]
+    for key in ("models", "nodes"):
+        lo, hi = r[key]
+        assert lo > 10 * tol and hi - lo < tol, (key, r[key])  # one small positive lift for every point
+    assert r["categorical"] == 1
+    assert r["runs"] and sorted(r["annotations"]) == sorted(r["runs"])
+    assert {"Loss surface", "Model points", "Trajectories", "Merge tree nodes", "Merge tree arcs"} <= set(r["shown"])
 
 
 def test_python_state_renders(bundle, tmp_path, pv_cache, monkeypatch):
