@@ -236,3 +236,57 @@ def test_factored_memory_guard_and_applicability():
     assert not BatchedEvaluator(cnn, "cpu", formulation="vmap").factorable
     with pytest.raises(Exception, match="factored"):
         BatchedEvaluator(cnn, "cpu", formulation="factored")
+
+
+def tiny_pool_cnn_task(bn=True):
+    """Conv-BN-ReLU-MaxPool (odd size: the last row dropped)-Conv-ReLU-AvgPool-Flatten-Linear-ReLU-Linear."""
+    def make():
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3) if bn else nn.Identity(), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4) if bn
+                             else nn.Identity(), nn.ELU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4, 5), nn.ReLU(),
+                             nn.Linear(5, 3))
+    return Task("tiny-pool-cnn" + ("-bn" if bn else ""), make, _tiny_data((1, 7, 7)))
+
+
+@pytest.mark.parametrize("task_fn,bn", [(tiny_bn_cnn_task, "recompute"), (tiny_bn_cnn_task, "reference"),
+                                        (lambda: tiny_pool_cnn_task(True), "recompute"),
+                                        (lambda: tiny_pool_cnn_task(False), None)])
+def test_grouped_equals_per_model_loop(task_fn, bn):
+    task = task_fn()
+    ms = _models(task, 7, seed=11)
+    torch.manual_seed(12)
+    for m in ms:
+        for b in m.modules():
+            if isinstance(b, nn.BatchNorm2d):
+                b.running_mean.normal_()
+                b.running_var.uniform_(0.5, 2.0)
+    W = _flat(task, ms)
+    bufs = None
+    if bn == "reference":
+        keys = BatchedEvaluator(task, "cpu", bn=bn, formulation="loop").buffer_keys
+        bufs = {k: torch.stack([m.state_dict()[k] for m in ms]) for k in keys}
+    ref = BatchedEvaluator(task, "cpu", bn=bn, calibration_size=32, formulation="loop").evaluate(W, bufs)
+    for db in (None, 5):  # whole set; slices of 5 examples (G = 25 models a pass)
+        ev = BatchedEvaluator(task, "cpu", bn=bn, calibration_size=32, formulation="grouped", data_batch=db,
+                              max_batch_models=4)
+        assert ev.groupable
+        loss, acc = ev.evaluate(W, bufs)
+        np.testing.assert_allclose(loss, ref[0], rtol=1e-5)
+        np.testing.assert_allclose(acc, ref[1], atol=1e-12)
+
+
+def test_grouped_applicability_and_auto():
+    from globscope.landscape.evaluate import groupable
+
+    assert groupable(get_task("fashion-cnn").make_model()) and not groupable(get_task("digits-mlp").make_model())
+    assert not groupable(nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)))
+    assert not groupable(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 2), nn.BatchNorm1d(2)))
+    with pytest.raises(Exception, match="grouped"):
+        BatchedEvaluator(get_task("digits-mlp"), "cpu", formulation="grouped")
+    task = tiny_bn_cnn_task()
+    W = _flat(task, _models(task, 6, seed=13))
+    ev = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=32, formulation="auto", threads=1)
+    loss, _ = ev.evaluate(W)
+    assert any(k.startswith("grouped@") for k in ev.timings)
+    ref, _ = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=32, formulation="vmap").evaluate(W)
+    np.testing.assert_allclose(loss, ref, rtol=1e-5)

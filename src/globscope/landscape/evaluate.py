@@ -21,6 +21,15 @@ Three formulations compute the same numbers:
     in/(K+1) times fewer operations (784/129 ≈ 6 for fashion-mlp with the autoencoder). The later
     layers' weights are decoded from the codes (only their slice of A) and run as ``stacked``.
     Needs the codes (``evaluate(codes=…)``); given full weights it runs as ``stacked``.
+``grouped``
+    For plain CNNs (``nn.Sequential`` of Conv2d, BatchNorm2d, pooling and element-wise layers,
+    then Flatten and Linear layers): G models at once as one network with G× the channels — the
+    first convolution of all G models is one convolution of the shared input with G·C_out output
+    channels, the later ones grouped convolutions (``groups = G``), BatchNorm per channel, the
+    Linear layers batched products. On the CPU G × data batch is kept near 128 examples, whose
+    activations stay in cache, and 2×2 max pooling runs as three element-wise maxima (PyTorch's
+    pooling kernel took most of a small CNN's time). BatchNorm recompute runs the calibration
+    batch through the same grouped network in training mode.
 
 On a GPU the loop starves the device; on a small CPU a full-batch per-model forward is already
 efficient for large layers. ``formulation="auto"`` times every applicable formulation on the
@@ -41,12 +50,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from globscope.errors import GlobscopeError
-from globscope.landscape.batchnorm import StatisticsProbe, check_bn_mode
+from globscope.landscape.batchnorm import StatisticsProbe, batchnorm_modules, check_bn_mode
 from globscope.tasks import Task
 
 log = logging.getLogger(__name__)
 
-FORMULATIONS = ("auto", "stacked", "vmap", "loop", "factored")
+FORMULATIONS = ("auto", "stacked", "vmap", "loop", "factored", "grouped")
 ACTIVATIONS = (nn.ReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.Softplus)
 PASSTHROUGH = (nn.Identity, nn.Dropout)
 MAX_BATCH_MODELS = {"cpu": 256, "cuda": 4096}
@@ -130,6 +139,49 @@ def stackable(model: nn.Module) -> bool:
         elif not isinstance(m, ACTIVATIONS + PASSTHROUGH):
             return False
     return seen_linear
+
+
+POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+# models × examples of one grouped pass on the CPU (its activations stay in cache)
+GROUP_EXAMPLES = 128
+
+
+def groupable(model: nn.Module) -> bool:
+    """Whether ``model`` is a plain CNN the grouped formulation handles: an ``nn.Sequential`` that
+    starts with a Conv2d (groups = 1, zero padding) on the data, then Conv2d, BatchNorm2d, pooling
+    and element-wise layers, then Flatten, then Linear and element-wise layers."""
+    if not isinstance(model, nn.Sequential):
+        return False
+    stage, first = "conv", True
+    for m in model.children():
+        if isinstance(m, PASSTHROUGH + ACTIVATIONS):
+            if first and not isinstance(m, PASSTHROUGH):
+                return False
+            continue
+        if stage == "conv":
+            if isinstance(m, nn.Conv2d):
+                if m.padding_mode != "zeros" or isinstance(m.padding, str) or (first and m.groups != 1):
+                    return False
+                first = False
+            elif isinstance(m, nn.BatchNorm2d) and not first:
+                pass
+            elif isinstance(m, POOLS) and not first:
+                pass
+            elif isinstance(m, nn.Flatten) and not first and m.start_dim == 1 and m.end_dim == -1:
+                stage = "linear"
+            else:
+                return False
+        elif not isinstance(m, nn.Linear):
+            return False
+    return stage == "linear"
+
+
+def _max_pool_2x2(h: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(h, 2)`` as three element-wise maxima (same values, NaN propagates)."""
+    H, W = h.shape[-2] // 2 * 2, h.shape[-1] // 2 * 2
+    h = h[..., :H, :W]
+    return torch.maximum(torch.maximum(h[..., 0::2, 0::2], h[..., 0::2, 1::2]),
+                         torch.maximum(h[..., 1::2, 0::2], h[..., 1::2, 1::2]))
 
 
 def first_linear(model: nn.Module) -> str | None:
@@ -217,6 +269,10 @@ class BatchedEvaluator:
             raise GlobscopeError(f"task {task.name!r}: the factored formulation needs an MLP whose first "
                                  "layer (after Flatten) is a Linear layer on the data")
         self.head = self._head = None  # the affine head of the factored formulation (set_affine_head)
+        self.groupable = groupable(self.model)
+        if formulation == "grouped" and not self.groupable:
+            raise GlobscopeError(f"task {task.name!r}: the grouped formulation needs an nn.Sequential CNN "
+                                 "(Conv2d, BatchNorm2d, pooling, activations; Flatten; Linear layers)")
         ev = task.eval_data
         if len(ev) == 0:
             raise GlobscopeError(f"task {task.name!r}: empty evaluation data")
@@ -226,6 +282,7 @@ class BatchedEvaluator:
         self.buffer_keys = [k for k, v in self.model.named_buffers() if v.is_floating_point()]
         self.calibration_size = calibration_size
         self.probe = None
+        self._n_bn = len(batchnorm_modules(self.model))
         if self.bn == "recompute":
             n = min(calibration_size, len(task.train_data))
             if n < 2:
@@ -449,6 +506,74 @@ class BatchedEvaluator:
             o += n
         return self._loss_acc(params, {}, "factored", codes=codes)
 
+    # -- the grouped formulation (CNNs) ------------------------------------------------------------
+    def _grouped_forward(self, p: dict, x: torch.Tensor, stats: dict | None, calibrate: bool = False):
+        """G models (leading axis of ``p``) as one network with G× the channels.
+
+        ``calibrate``: BatchNorm in training mode, returns the running statistics (mean, unbiased
+        variance of each layer's input over the batch) as ``{name.running_mean: (G, C), …}``.
+        Else returns the logits (G, n, classes), BatchNorm using ``stats``.
+        """
+        G = next(iter(p.values())).shape[0]
+        h, out_stats, flat = x, {}, False
+        for name, m in self.model.named_children():
+            if isinstance(m, nn.Conv2d):
+                w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
+                h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), None if b is None else b.reshape(-1), m.stride,
+                             m.padding, m.dilation, m.groups if h is x else G * m.groups)
+            elif isinstance(m, nn.BatchNorm2d):
+                w, b = p.get(f"{name}.weight"), p.get(f"{name}.bias")
+                w = None if w is None else w.reshape(-1)
+                b = None if b is None else b.reshape(-1)
+                if calibrate:
+                    rm = torch.zeros(h.shape[1], device=h.device)
+                    rv = torch.ones(h.shape[1], device=h.device)
+                    h = F.batch_norm(h, rm, rv, w, b, True, 1.0, m.eps)  # momentum 1: the batch's statistics
+                    out_stats[f"{name}.running_mean"] = rm.view(G, -1)
+                    out_stats[f"{name}.running_var"] = rv.view(G, -1)
+                    if len(out_stats) == 2 * self._n_bn:
+                        return out_stats
+                else:
+                    h = F.batch_norm(h, stats[f"{name}.running_mean"].reshape(-1),
+                                     stats[f"{name}.running_var"].reshape(-1), w, b, False, 0.0, m.eps)
+            elif isinstance(m, nn.MaxPool2d) and m.kernel_size in (2, (2, 2)) and m.stride in (2, (2, 2), None) \
+                    and m.padding in (0, (0, 0)) and m.dilation in (1, (1, 1)) and not m.ceil_mode:
+                h = _max_pool_2x2(h)
+            elif isinstance(m, nn.Flatten):
+                h = h.reshape(len(h), G, -1).transpose(0, 1)  # (G, n, features): each model's channels are contiguous
+                flat = True
+            elif isinstance(m, nn.Linear):
+                w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
+                h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2)) if b is not None else torch.bmm(h, w.transpose(1, 2))
+            elif isinstance(m, nn.ReLU):
+                h = h.relu_() if h is not x else h.relu()
+            else:  # element-wise or per-channel
+                h = m(h)
+        assert flat
+        return h
+
+    def _grouped(self, W: torch.Tensor, buffers: dict | None):
+        """Loss and accuracy of the models ``W`` (B, D), G at a time (``_grouped_forward``)."""
+        params = self.layout.unflatten(W)
+        cpu = self.device.type == "cpu"
+        G = max(1, GROUP_EXAMPLES // self.data_batch) if cpu else len(W)
+        losses, corrects = [], []
+        for g in range(0, len(W), G):
+            p = {k: v[g:g + G] for k, v in params.items()}
+            if self.bn == "recompute":
+                stats = self._grouped_forward(p, self.calib_x, None, calibrate=True)
+            else:
+                stats = {k: v[g:g + G].to(self.device, torch.float32) for k, v in (buffers or {}).items()}
+            loss_sum, correct = 0.0, 0.0
+            for s in range(0, self.n_eval, self.data_batch):
+                xb, yb = self.x[s:s + self.data_batch], self.y[s:s + self.data_batch]
+                loss, corr = self._batched_loss(self._grouped_forward(p, xb, stats), yb, classes_first=False)
+                loss_sum = loss_sum + loss * len(yb)
+                correct = correct + corr
+            losses.append(loss_sum / self.n_eval)
+            corrects.append(correct / self.n_eval)
+        return torch.cat(losses), torch.cat(corrects)
+
     # -- batches -------------------------------------------------------------------------------
     @torch.no_grad()
     def statistics(self, W: torch.Tensor, formulation: str = "vmap") -> dict[str, torch.Tensor]:
@@ -472,6 +597,10 @@ class BatchedEvaluator:
             formulation = "stacked"  # full weights given: the same numbers the long way
         if W is None:
             W = self.decode_codes(codes)
+        if formulation == "grouped":
+            if self.bn == "reference" and buffers is None:
+                raise GlobscopeError("BatchNorm reference: no buffers given for the models")
+            return self._grouped(W, buffers)
         if self.bn == "recompute":
             buffers = self.statistics(W, formulation)
         elif self.bn == "reference":
@@ -504,7 +633,12 @@ class BatchedEvaluator:
         batches = [self.data_batch]
         if cpu and self.tune_data_batch and self.data_batch > 2 * self.SMALL_DATA_BATCH:
             batches.append(self.SMALL_DATA_BATCH)
-        return [(f, t, b) for f in forms for t in threads for b in batches]
+        out = [(f, t, b) for f in forms for t in threads for b in batches]
+        if self.groupable:  # on the CPU: G models × data batch ≈ GROUP_EXAMPLES examples, G = 4, 2, 1
+            gb = sorted({min(b, self.data_batch) for b in (32, 64, 128)}) if cpu and self.tune_data_batch \
+                else [self.data_batch]
+            out = [("grouped", t, b) for t in threads for b in gb] + out
+        return out
 
     def _choose(self, W, buffers, codes=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Time every candidate on the first batch (the loop on a few models), the better of two
@@ -523,6 +657,8 @@ class BatchedEvaluator:
                 c = codes if form == "factored" else None
                 self._run(W[:1], one, form, None if c is None else c[:1])  # warm-up
                 Wp, bp = (W[:k], sub) if form == "loop" else (W, buffers)
+                if form == "grouped" and self.device.type == "cpu":  # G ≤ 4 models a pass: a few passes tell
+                    Wp, bp = (W[:8], {kk: v[:8] for kk, v in buffers.items()} if buffers else None)
                 best_t = np.inf
                 for _ in range(2):  # the better of two: a shared machine's stalls are not the method's
                     self._sync()
@@ -531,7 +667,7 @@ class BatchedEvaluator:
                     self._sync()
                     best_t = min(best_t, time.perf_counter() - t0)
                 per_model[(form, nthreads, self.data_batch)] = best_t / len(Wp)
-                if form != "loop":
+                if len(Wp) == len(W):
                     results[(form, self.data_batch)] = out
         best = min(per_model, key=per_model.get)
         self.formulation, self.threads, self.data_batch = best
@@ -644,4 +780,4 @@ class BatchedEvaluator:
                                 if self._head is not None else None)}
 
 
-__all__ = ["BatchedEvaluator", "FORMULATIONS", "stackable", "first_linear", "resolve_device", "memory_budget", "activation_numel"]
+__all__ = ["BatchedEvaluator", "FORMULATIONS", "stackable", "first_linear", "groupable", "resolve_device", "memory_budget", "activation_numel"]
