@@ -4,7 +4,7 @@
     run the evaluation data through a ``DataLoader`` with batch size 128;
 (b) ``loop``: the best per-model loop: load the vector, one forward pass over the whole set;
 (c) ``engine``: ``BatchedEvaluator(formulation="auto")`` on the decoded weights (stacked / vmap /
-    loop, threads and data batch measured);
+    loop / grouped for CNNs, threads and data batch measured);
 (d) ``factored``: the engine's factored formulation on the same models given as their latent
     points: the manifold's affine head turns them into codes (timed), the first layer runs in
     code space from the precomputed ``P = x @ A1ᵀ`` (built once, not timed, like the evaluation

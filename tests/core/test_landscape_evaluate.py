@@ -290,3 +290,22 @@ def test_grouped_applicability_and_auto():
     assert any(k.startswith("grouped@") for k in ev.timings)
     ref, _ = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=32, formulation="vmap").evaluate(W)
     np.testing.assert_allclose(loss, ref, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_factored_and_grouped_equal_cpu():
+    task = get_task("digits-mlp")
+    man, Zq = _head_models(task, "pca")
+    code_fn, A, b = man.affine_head("cpu")
+    C = code_fn(torch.as_tensor(Zq, dtype=torch.float32))
+    a = BatchedEvaluator(task, "cpu", formulation="loop").evaluate(man.inverse_transform(Zq))
+    ev = BatchedEvaluator(task, "cuda", formulation="factored")
+    assert ev.set_affine_head(A, b)
+    f = ev.evaluate(codes=C)
+    np.testing.assert_allclose(f[0], a[0], rtol=1e-4)
+    task = tiny_pool_cnn_task(True)
+    W = _flat(task, _models(task, 6, seed=14))
+    a = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=32, formulation="loop").evaluate(W)
+    g = BatchedEvaluator(task, "cuda", bn="recompute", calibration_size=32, formulation="grouped").evaluate(W)
+    np.testing.assert_allclose(g[0], a[0], rtol=1e-4)
