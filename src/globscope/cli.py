@@ -185,6 +185,7 @@ def _cmd_landscape(a, bars):
 
     from globscope.fileio import hash_file, write_json
     from globscope.landscape import LatentGrid, compute_landscape
+    from globscope.landscape.distributed import Context
     from globscope.landscape.driver import resolve_inputs
 
     man, task, W, buffers = resolve_inputs(a.manifold, a.set, a.task)
@@ -192,7 +193,8 @@ def _cmd_landscape(a, bars):
     grid = LatentGrid.around(Z, a.resolution, a.margin)  # its shape (the bar's total); the engine fixes the rest
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     cp = a.chunk_points
-    share = sum(min((i + 1) * cp, grid.n_points) - i * cp for i in range(rank, -(-grid.n_points // cp), world))
+    mine = Context(rank=rank, world=world).mine(-(-grid.n_points // cp))
+    share = sum(min((i + 1) * cp, grid.n_points) - i * cp for i in mine)  # this rank's grid points
     progress = bars.points(f"landscape {'×'.join(map(str, grid.shape))}"
                            + (f" (rank {rank} of {world})" if world > 1 else ""), share) if rank == 0 else None
     s = compute_landscape(man, task, Z, a.out, resolution=a.resolution, W=W, buffers=buffers, bn=a.bn, device=a.device,
