@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def test_python_state_renders(bundle, tmp_path, pv_cache, monkeypatch):
 @pytest.mark.skipif(shutil.which("paraview") is None, reason="ParaView GUI not installed")
 def test_gui_shows_the_landscape(bundle, tmp_path, pv_cache):
     """The GUI under xvfb-run with the plugin from PV_PLUGIN_PATH (usercustomize hook) and the state;
-    the screenshot is kept in the test's tmp folder as an artefact."""
+    the screenshot is kept as an artefact in runs/test-artifacts/gui.png."""
     from globscope import paraview_launch as pl
 
     xdg = tmp_path / "xdg" / "ParaView"
@@ -121,6 +122,9 @@ def test_gui_shows_the_landscape(bundle, tmp_path, pv_cache):
                           "GLOBSCOPE_EXIT_AFTER_SCRIPT": "1", "GLOBSCOPE_CACHE": str(pv_cache), "OMP_NUM_THREADS": "1"})
     r = subprocess.run(["timeout", "150", *cmd], env=env, capture_output=True, text=True)
     assert shot.is_file(), (r.returncode, (r.stdout + r.stderr)[-3000:])
+    artefacts = Path(__file__).resolve().parents[2] / "runs" / "test-artifacts"
+    artefacts.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, artefacts / "gui.png")
     _, spread, colours = png_stats(shot)
     assert spread > 10 and colours > 20
 
