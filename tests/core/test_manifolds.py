@@ -93,3 +93,13 @@ def test_errors_are_clear(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(GlobscopeError, match="bad.pt: not a readable Globscope manifold"):
         load_manifold(tmp_path / "bad.pt")
+
+
+def test_device_helpers_leave_the_fitted_manifold_where_it_was():
+    W = curved_sheet(n=30, D=12)
+    ae = make_manifold("autoencoder", 2, epochs=20, seed=0).fit(W)
+    before = ae.inverse_transform(np.zeros((1, 2)))
+    ae.decoder_torch(torch.device("meta"))
+    ae.affine_head(torch.device("meta"))
+    assert next(ae.decoder_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(ae.inverse_transform(np.zeros((1, 2))), before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -150,7 +151,7 @@ class AutoencoderManifold(Manifold):
         """
         mean = torch.as_tensor(self.scaler_.mean_, dtype=torch.float32, device=device)
         scale = torch.as_tensor(self.scaler_.scale_, dtype=torch.float32, device=device)
-        dec = self.decoder_.to(device)
+        dec = copy.deepcopy(self.decoder_).to(device)  # a copy: .to() moves a module in place
         return lambda z: dec(z) * scale + mean
 
     def affine_head(self, device=None):
@@ -166,7 +167,7 @@ class AutoencoderManifold(Manifold):
         w, bias = last.weight.detach().double(), last.bias.detach().double()
         A = (w.t() * scale).float().to(device)
         b = (bias * scale + mean).float().to(device)
-        body = self.decoder_[:-1].to(device)
+        body = copy.deepcopy(self.decoder_[:-1]).to(device)
 
         def code_fn(z):
             with torch.no_grad():
