@@ -90,6 +90,12 @@ def test_errors_are_clear(tmp_path):
         man.transform(np.zeros((2, 7)))
     with pytest.raises(GlobscopeError, match="need at least 4 models"):
         make_manifold("pca", 2).fit(np.zeros((3, 6)))
+    man.save(tmp_path / "ok.pt")
+    blob = torch.load(tmp_path / "ok.pt", weights_only=True)
+    del blob["state_"]
+    torch.save(blob, tmp_path / "damaged.pt")
+    with pytest.raises(GlobscopeError, match="damaged.pt: damaged manifold file"):
+        load_manifold(tmp_path / "damaged.pt")
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(GlobscopeError, match="bad.pt: not a readable Globscope manifold"):
         load_manifold(tmp_path / "bad.pt")

@@ -176,13 +176,16 @@ def load_manifold(path) -> Manifold:
         raise GlobscopeError(f"{path}: not a readable Globscope manifold ({type(e).__name__}: {e})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise GlobscopeError(f"{path}: not a Globscope manifold file")
-    cls = METHODS.get(blob["method"])
+    cls = METHODS.get(blob.get("method"))
     if cls is None:
-        raise GlobscopeError(f"{path}: unknown manifold method {blob['method']!r}")
-    obj = cls(**blob["params"])
-    obj.n_features_in_ = blob["n_features_in_"]
-    obj.fit_seconds_ = blob["fit_seconds_"]
-    obj.scaler_ = Standardizer.from_state(blob["scaler_"])
-    obj.meta_ = blob.get("meta", {})
-    obj._load_state(blob["state_"])
+        raise GlobscopeError(f"{path}: unknown manifold method {blob.get('method')!r}")
+    try:
+        obj = cls(**blob["params"])
+        obj.n_features_in_ = blob["n_features_in_"]
+        obj.fit_seconds_ = blob["fit_seconds_"]
+        obj.scaler_ = Standardizer.from_state(blob["scaler_"])
+        obj.meta_ = blob.get("meta", {})
+        obj._load_state(blob["state_"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise GlobscopeError(f"{path}: damaged manifold file ({type(e).__name__}: {e})") from None
     return obj
