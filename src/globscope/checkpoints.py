@@ -166,16 +166,22 @@ class CheckpointSet:
             m = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise GlobscopeError(f"{path}: unreadable manifest ({e})") from None
+        if not isinstance(m, dict):
+            raise GlobscopeError(f"{path}: manifest must be a JSON object, not {type(m).__name__}")
         entries = m.get("checkpoints")
         if not isinstance(entries, list):
             raise GlobscopeError(f"{path}: manifest has no 'checkpoints' list")
         cks = []
         for i, e in enumerate(entries):
-            if not isinstance(e, dict) or "file" not in e:
-                raise GlobscopeError(f"{path}: checkpoint entry {i} has no 'file'")
+            if not isinstance(e, dict) or not isinstance(e.get("file"), str):
+                raise GlobscopeError(f"{path}: checkpoint entry {i} has no 'file' string")
             run = e.get("run") or e.get("variant")
             if run is None:
                 raise GlobscopeError(f"{path}: checkpoint entry {i} ({e['file']}) has no 'run' or 'variant'")
+            for key in ("epoch", "step"):
+                if e.get(key) is not None and (not isinstance(e[key], int) or isinstance(e[key], bool)):
+                    raise GlobscopeError(f"{path}: checkpoint entry {i} ({e['file']}): '{key}' must be an "
+                                         f"integer, not {e[key]!r}")
             cks.append(Checkpoint(file=e["file"], run=str(run), epoch=e.get("epoch"), step=e.get("step"),
                                   task=e.get("task"), variant=e.get("variant"),
                                   metrics=e.get("metrics") or {}))

@@ -146,6 +146,13 @@ def test_empty_and_missing_manifests(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"checkpoints": []}))
     with pytest.raises(GlobscopeError, match="empty checkpoint set"):
         CheckpointSet.open(tmp_path)
+    (tmp_path / "manifest.json").write_text("[]")
+    with pytest.raises(GlobscopeError, match="manifest must be a JSON object"):
+        CheckpointSet.open(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"checkpoints": [{"file": "A/e.pt", "run": "A",
+                                                                          "epoch": "three"}]}))
+    with pytest.raises(GlobscopeError, match=r"entry 0 \(A/e.pt\): 'epoch' must be an integer"):
+        CheckpointSet.open(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(GlobscopeError, match="unreadable manifest"):
         CheckpointSet.open(tmp_path)
