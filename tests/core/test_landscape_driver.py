@@ -100,6 +100,23 @@ def test_outputs_and_fields_are_the_real_loss(setup, tmp_path):
     assert fid["direct_loss"][0] == pytest.approx(task.evaluate(m0)[0], rel=1e-5)
 
 
+def test_relative_checkpoint_set_is_resolved_next_to_the_manifold_only(setup, tmp_path, monkeypatch):
+    """The manifold's relative ``checkpoint_set`` ("zoo") names the set beside the manifold file,
+    even when the current directory has a ``zoo/`` of its own."""
+    from globscope.landscape.driver import resolve_inputs
+
+    root, man_path = setup
+    work = tmp_path / "elsewhere"
+    make_set(work / "zoo", n_runs=1, n_steps=2, seed=7)  # a decoy with the same relative name
+    monkeypatch.chdir(work)
+    _, task, W, _ = resolve_inputs(Path("..") / os.path.relpath(man_path, tmp_path))  # a relative manifold path
+    W_true, _ = CheckpointSet.open(root / "zoo").load_weights(task.layout)
+    np.testing.assert_array_equal(W, W_true)
+    # an explicit set is the caller's, relative to the current directory
+    _, _, W_decoy, _ = resolve_inputs(man_path, checkpoint_set="zoo")
+    assert len(W_decoy) == 2
+
+
 @pytest.mark.parametrize("dim", [3, 4])
 def test_higher_dimensions(setup, tmp_path, dim):
     root, _ = setup

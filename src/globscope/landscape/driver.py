@@ -387,6 +387,10 @@ def write_fields(out, grid: LatentGrid, fields: dict[str, np.ndarray], task_name
 def resolve_inputs(manifold_path, checkpoint_set=None, task: str | None = None):
     """The manifold, its task and the input models a manifold file's metadata points to.
 
+    A relative ``checkpoint_set`` in the manifold's metadata is taken relative to the manifold
+    file's folder (never the current directory); an explicit ``checkpoint_set`` argument is taken
+    as given (relative to the current directory).
+
     Returns
     -------
     manifold, task (Task), W (N, D), buffers (list of dict)
@@ -401,12 +405,14 @@ def resolve_inputs(manifold_path, checkpoint_set=None, task: str | None = None):
     if not task_name:
         raise GlobscopeError(f"{manifold_path}: the manifold names no task; give one with --task")
     t = get_task(task_name)
-    cs_path = checkpoint_set or meta.get("checkpoint_set")
-    if not cs_path:
-        raise GlobscopeError(f"{manifold_path}: the manifold names no checkpoint set; give one with --set")
-    cs_path = Path(cs_path)
-    if not cs_path.is_absolute() and not cs_path.exists():
-        cs_path = manifold_path.resolve().parent / cs_path
+    if checkpoint_set:  # given by the caller: relative to the current directory
+        cs_path = Path(checkpoint_set)
+    else:  # named by the manifold: a relative path is relative to the manifold file's folder only
+        if not meta.get("checkpoint_set"):
+            raise GlobscopeError(f"{manifold_path}: the manifold names no checkpoint set; give one with --set")
+        cs_path = Path(meta["checkpoint_set"])
+        if not cs_path.is_absolute():
+            cs_path = manifold_path.resolve().parent / cs_path
     cs = CheckpointSet.open(cs_path)
     W, buffers = cs.load_weights(t.layout)
     return man, t, W, buffers
