@@ -300,3 +300,37 @@ def test_bn_reference_field_uses_the_nearest_models_buffers(tmp_path):
     # the input models evaluated directly with their own buffers
     direct = s["fidelity"]["direct_loss"]
     assert direct == pytest.approx([task.evaluate(m)[0] for m in models], rel=1e-5)
+
+
+def test_log_loss_of_a_perfect_point_is_finite_and_sentinels_stay():
+    """A loss of exactly 0 must not become -inf (the topology orders non-finite values above all
+    finite ones, so a perfect point would turn into a top vertex); NaN and +inf stay sentinels."""
+    from globscope.landscape.driver import log_loss
+
+    loss = np.array([0.0, 1e-320, 1e-3, 1.0, np.nan, np.inf])
+    ll = log_loss(loss)
+    tiny = np.finfo(np.float64).tiny
+    assert ll[0] == np.log10(tiny) and ll[1] == np.log10(tiny)
+    assert ll[2] == pytest.approx(-3.0) and ll[3] == 0.0
+    assert np.isnan(ll[4]) and np.isposinf(ll[5])
+    assert np.isfinite(ll[:4]).all() and ll[0] < ll[2]  # the perfect point is the lowest finite value
+
+
+def test_perfect_points_field_log_loss_is_finite(tmp_path):
+    """End to end: a zero-loss vertex gets a finite log_loss, the lowest of the field."""
+    from torch import nn
+
+    from globscope.tasks import Split, Task
+
+    x = np.eye(4, dtype=np.float32).reshape(4, 1, 4)
+    data = [Split(x, np.arange(4)), Split(x, np.arange(4))]
+    task = Task("perfect", lambda: nn.Sequential(nn.Flatten(), nn.Linear(4, 4, bias=False)), lambda: tuple(data))
+    I, J = np.eye(4).ravel(), np.eye(4)[::-1].ravel()
+    W = (1e4 * np.stack([I, J, 2 * I, 0.3 * (I + J)])).astype(np.float32)
+    man = make_manifold("pca", 2).fit(W)
+    Z = man.transform(W)
+    compute_landscape(man, task, Z, tmp_path, resolution=(5, 4), margin=0.0, **FAST)
+    F = _fields(tmp_path)
+    assert (F["loss"] == 0).any()  # the identity model classifies with a logit gap of 1e4: exp(-1e4) = 0
+    assert np.isfinite(F["log_loss"]).all()
+    assert F["log_loss"][F["loss"] == 0].max() < F["log_loss"][F["loss"] > 0].min()

@@ -186,10 +186,20 @@ def non_finite_counts(loss: np.ndarray) -> dict:
             "neginf": int(np.isneginf(loss).sum()), "total": int((~np.isfinite(loss)).sum())}
 
 
+LOG_FLOOR = np.finfo(np.float64).tiny
+
+
 def log_loss(loss: np.ndarray) -> np.ndarray:
-    """log10 of the loss; NaN stays NaN, 0 gives -inf, +inf stays +inf."""
+    """log10 of the loss, finite losses clipped below at the smallest normal float64.
+
+    A loss of exactly 0 (a perfect point) gives ``log10(tiny)`` ≈ -307.7, not -inf: the topology
+    engine orders every non-finite value above all finite ones, so -inf would make the best point
+    a maximum. NaN and +inf (the divergence sentinels) stay as they are.
+    """
+    loss = np.asarray(loss, dtype=np.float64)
+    clipped = np.where(np.isfinite(loss) & (loss >= 0), np.maximum(loss, LOG_FLOOR), loss)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log10(loss)
+        return np.log10(clipped)
 
 
 def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, margin: float = 0.1,
