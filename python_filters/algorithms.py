@@ -113,6 +113,14 @@ class GlobscopeAlgorithm(VTKPythonAlgorithmBase):
         raise NotImplementedError
 
 
+def _file_stamp(path) -> tuple:
+    """(resolved path, st_mtime_ns, st_size): a cache key part that changes when the file is
+    rewritten in place."""
+    p = Path(path).expanduser().resolve()
+    st = p.stat()
+    return (str(p), st.st_mtime_ns, st.st_size)
+
+
 # -- checkpoint sets -------------------------------------------------------------------------------
 def open_checkpoint_set(path):
     """A checkpoint set from ``manifest.json``, its folder, or a folder tree to index."""
@@ -315,8 +323,11 @@ class ManifoldFilter(GlobscopeAlgorithm):
             task = (load_manifold(self.manifold_file).meta_ or {}).get("task", "")
         if not task:
             raise ValueError("the checkpoint set names no task: set the Task property")
-        key = ("manifold", cs.fingerprint(), task, self.method, self.dim, self.seed, self.epochs,
-               self.manifold_file)
+        if self.manifold_file:
+            # a given file decides everything: its content (stamp), not the fit-only settings
+            key = ("manifold", cs.fingerprint(), task) + _file_stamp(self.manifold_file)
+        else:
+            key = ("manifold", cs.fingerprint(), task, self.method, self.dim, self.seed, self.epochs)
 
         def compute():
             man, path, W = fit_or_load_manifold(cs, task, self.method, self.dim, self.seed, self.epochs,

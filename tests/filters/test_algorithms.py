@@ -115,3 +115,51 @@ def test_topology_filters_give_ttks_answer(A):
                                   [int(n["vertex_id"]) for n in ref_nodes])
     seg = vc.from_vtk_array(mt.GetOutputDataObject(2).GetPointData().GetArray("SegmentationId"))
     assert seg.shape == (F.size,) and seg.max() == mt.GetOutputDataObject(1).GetNumberOfCells() - 1
+
+
+def _reader(A, path):
+    r = A.CheckpointSetReader()
+    r.SetFileName(str(path))
+    return r
+
+
+def test_manifold_file_refit_in_place_is_reloaded(A, digits_zoo, digits_weights, tmp_path):
+    """The cache key of a given ManifoldFile holds its mtime and size, not the fit-only settings."""
+    import os
+
+    from globscope.manifolds import make_manifold
+
+    from python_filters import vtkconv as vc
+
+    path = tmp_path / "man.pt"
+
+    def fit(dim):
+        man = make_manifold("pca", dim, seed=0).fit(digits_weights)
+        man.meta_ = {"task": "digits-mlp"}
+        man.save(path)
+
+    fit(2)
+    r = _reader(A, digits_zoo.root)  # keep the Python algorithm alive while the pipeline runs
+    m = A.ManifoldFilter()
+    m.SetInputConnection(r.GetOutputPort())
+    m.SetManifoldFile(str(path))
+    m.Update()
+    pts = m.GetOutputDataObject(0)
+    assert vc.from_vtk_array(pts.GetFieldData().GetArray("latent_dim"))[0] == 2
+    z2 = vc.point_coords(pts).copy()
+    assert np.all(z2[:, 2] == 0)
+    # fit-only settings do not matter while a file is given
+    for setter, v in ((m.SetMethod, "umap"), (m.SetLatentDimension, 4), (m.SetSeed, 7), (m.SetEpochs, 3)):
+        setter(v)
+        m.Update()
+    assert m.n_computed == 1
+    # refit the same file in place: a different manifold (and a later mtime, whatever the clock)
+    st = path.stat()
+    fit(3)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    m.Modified()
+    m.Update()
+    assert m.n_computed == 2
+    pts = m.GetOutputDataObject(0)
+    assert vc.from_vtk_array(pts.GetFieldData().GetArray("latent_dim"))[0] == 3
+    assert np.any(vc.point_coords(pts)[:, 2] != 0)
