@@ -260,9 +260,12 @@ def _read_array(el, header: str, compressed: bool, appended: bytes | None, appen
     ncomp = int(el.get("NumberOfComponents", 1))
     fmt = el.get("format", "ascii")
     if typ == "String":
-        if fmt != "ascii":
-            raise GlobscopeError("binary string arrays are not supported")
-        codes = bytes(int(c) for c in (el.text or "").split())
+        if fmt == "ascii":
+            codes = bytes(int(c) for c in (el.text or "").split())
+        elif fmt == "binary":
+            codes = _decode_binary(el.text or "", np.uint8, header, compressed).tobytes()
+        else:
+            raise GlobscopeError("appended string arrays are not supported; save with inline (binary) data")
         return np.array([s.decode() for s in codes.split(b"\0")[:-1]], dtype=object)
     if typ not in _NP_TYPES:
         raise GlobscopeError(f"unsupported VTK data type {typ}")
@@ -337,16 +340,27 @@ def read(path) -> VTKData:
     def arrays(parent):
         if parent is None:
             return {}
-        return {el.get("Name"): _read_array(el, header, compressed, appended, enc)
-                for el in parent.findall("DataArray")}
+        out = {}
+        for el in parent:
+            if el.tag not in ("DataArray", "Array"):  # VTK writes string arrays as <Array>
+                continue
+            try:
+                out[el.get("Name")] = _read_array(el, header, compressed, appended, enc)
+            except GlobscopeError as e:
+                raise GlobscopeError(f"{path}: array {el.get('Name')!r}: {e}") from None
+            except (ValueError, struct.error, zlib.error, TypeError) as e:
+                raise GlobscopeError(f"{path}: array {el.get('Name')!r} is damaged ({type(e).__name__}: {e})") from None
+        return out
 
     out = VTKData(kind=kind, point_data=arrays(piece.find("PointData")), cell_data=arrays(piece.find("CellData")),
                   field_data=arrays(ds.find("FieldData")))
     if kind == "ImageData":
         ext = [int(v) for v in (piece.get("Extent") or ds.get("WholeExtent")).split()]
         out.dims = tuple(ext[2 * a + 1] - ext[2 * a] + 1 for a in range(3))
-        out.origin = tuple(float(v) for v in ds.get("Origin", "0 0 0").split())
         out.spacing = tuple(float(v) for v in ds.get("Spacing", "1 1 1").split())
+        # the first stored vertex sits at extent index (i0, j0, k0), not at the origin
+        origin = [float(v) for v in ds.get("Origin", "0 0 0").split()]
+        out.origin = tuple(o + ext[2 * a] * h for a, (o, h) in enumerate(zip(origin, out.spacing)))
     else:
         pts = piece.find("Points")
         if pts is not None:

@@ -64,3 +64,40 @@ def test_topology_files_open_in_vtk(tmp_path):
     seg = vtk_to_numpy(img.GetPointData().GetArray("SegmentationId"))
     np.testing.assert_array_equal(seg, t.segmentation)
     assert img.GetPointData().GetArray("loss_simplified") is not None
+
+
+def test_core_reads_what_vtk_writes_extent_offsets_and_string_arrays(tmp_path):
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonCore import vtkPoints, vtkStringArray
+    from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
+
+    img = vtkImageData()
+    img.SetExtent(2, 5, 0, 3, 0, 0)  # a sub-grid: its first vertex sits at origin + 2 * spacing
+    img.SetOrigin(1.0, 0.0, 0.0)
+    img.SetSpacing(0.5, 1.0, 1.0)
+    vals = np.arange(16.0)
+    a = numpy_to_vtk(vals, deep=True)
+    a.SetName("f")
+    img.GetPointData().AddArray(a)
+    pd = vtkPolyData()
+    pts = vtkPoints()
+    for i in range(3):
+        pts.InsertNextPoint(i, 0, 0)
+    pd.SetPoints(pts)
+    names = vtkStringArray()
+    names.SetName("variant")
+    for v in ("A", "BB", "C"):
+        names.InsertNextValue(v)
+    pd.GetPointData().AddArray(names)
+    for writer, obj, name in [(vtk_io.vtkXMLImageDataWriter(), img, "f.vti"),
+                              (vtk_io.vtkXMLPolyDataWriter(), pd, "p.vtp")]:
+        writer.SetInputData(obj)
+        writer.SetDataModeToBinary()
+        writer.SetFileName(str(tmp_path / name))
+        assert writer.Write() == 1
+    F, data = vtkxml.read_field(tmp_path / "f.vti", "f")
+    assert data.origin[0] == pytest.approx(2.0) and F.shape == (4, 4)
+    assert F[1, 2] == vals[1 + 4 * 2]
+    field = read_grid_field(tmp_path / "f.vti", "f")
+    np.testing.assert_allclose(field.coordinates([0]), [[2.0, 0.0]])
+    assert list(vtkxml.read(tmp_path / "p.vtp").point_data["variant"]) == ["A", "BB", "C"]
