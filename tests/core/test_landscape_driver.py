@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -198,38 +197,40 @@ def test_abort_keeps_finished_chunks_and_rerun_reuses_them(setup, tmp_path):
 
 
 RUN = """
-import json, sys, time
+import json, os, signal, sys
+from pathlib import Path
 from globscope.landscape import run_landscape
-slow = sys.argv[3] == "slow"
-s = run_landscape(sys.argv[1], sys.argv[2], resolution=24, formulation="vmap", max_batch_models=16,
-                  chunk_points=32, progress=(lambda f: time.sleep(0.05)) if slow else None)
+kill_after = int(sys.argv[3])  # chunks stored before the process kills itself (0: run to the end)
+
+def progress(f):  # called after each batch; a chunk is stored after its last batch
+    if kill_after and len(list(Path(sys.argv[2]).glob(".landscape-cache/*/chunk_*.npz"))) >= kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+s = run_landscape(sys.argv[1], sys.argv[2], resolution=24, formulation=sys.argv[4], max_batch_models=16,
+                  chunk_points=32, progress=progress)
 print(json.dumps(s["chunks"]))
 """
 
 
-def _run(man_path, out, mode="fast"):
-    r = subprocess.run([sys.executable, "-c", RUN, str(man_path), str(out), mode], env=ENV,
+def _run(man_path, out, kill_after=0, formulation="vmap"):
+    r = subprocess.run([sys.executable, "-c", RUN, str(man_path), str(out), str(kill_after), formulation], env=ENV,
                        capture_output=True, text=True, timeout=120)
+    if kill_after:
+        assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+        return None
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.splitlines()[-1])
 
 
 def test_resume_after_kill_equals_uninterrupted(setup, tmp_path):
+    """The child kills itself (SIGKILL) from its progress hook once 3 chunks are stored:
+    deterministic, whatever the machine's load."""
     _, man_path = setup
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", RUN, str(man_path), str(out), "slow"], env=ENV)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline and len(list(out.glob(f"{CACHE_DIR}/*/chunk_*.npz"))) < 3:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    n_done = len(list(out.glob(f"{CACHE_DIR}/*/chunk_*.npz")))
-    assert 3 <= n_done < 18 and not (out / "landscape.vti").exists()
+    _run(man_path, out, kill_after=3)
+    assert len(list(out.glob(f"{CACHE_DIR}/*/chunk_*.npz"))) == 3 and not (out / "landscape.vti").exists()
     # resumed and uninterrupted runs in equal processes (same threads, same refitted manifold)
-    assert _run(man_path, out)["reused"] == n_done
+    assert _run(man_path, out)["reused"] == 3
     assert _run(man_path, tmp_path / "straight")["reused"] == 0
     a, b = _fields(out), _fields(tmp_path / "straight")
     for k in a:
