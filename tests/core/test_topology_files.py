@@ -89,6 +89,14 @@ def test_bad_inputs_name_the_file(tmp_path):
     write_bytes(tmp_path / "vec.vti", _file("ImageData", body))
     with pytest.raises(GlobscopeError, match=r"vec.vti: array 'v' has 3 components"):
         read_grid_field(tmp_path / "vec.vti", "v")
+    np.savez(tmp_path / "five.npz", f=np.zeros((2, 2, 2, 2, 2)))
+    np.savez(tmp_path / "text.npz", f=np.array(["a", "b"]))
+    np.savez(tmp_path / "orig.npz", f=np.zeros((3, 3)), origin=np.zeros(1))
+    (tmp_path / "junk.npz").write_text("not an npz")
+    for name, message in [("five.npz", "is not a 1- to 4-D grid"), ("text.npz", "is not numeric"),
+                          ("orig.npz", "origin and spacing need 2 values"), ("junk.npz", "not a readable .npz")]:
+        with pytest.raises(GlobscopeError, match=f"{name}: .*{message}"):
+            read_grid_field(tmp_path / name)
     with pytest.raises(GlobscopeError, match="persistence must be a fraction"):
         run_topology(tmp_path / "g.vti", "a", persistence=2.0, out=tmp_path / "o")
 

@@ -50,24 +50,39 @@ def read_grid_field(path, array: str | None = None) -> GridField:
     if path.suffix.lower() == ".npz":
         if not path.is_file():
             raise GlobscopeError(f"{path}: file not found")
-        with np.load(path, allow_pickle=False) as z:
-            names = [k for k in z.files if k not in NPZ_META]
-            if not names:
-                raise GlobscopeError(f"{path}: holds no field arrays")
-            name = array or names[0]
-            if name not in names:
-                raise GlobscopeError(f"{path}: no array {name!r} (has {', '.join(names)})")
-            arrays = {k: z[k] for k in names}
-            d = arrays[name].ndim
-            origin = tuple(z["origin"]) if "origin" in z.files else (0.0,) * d
-            spacing = tuple(z["spacing"]) if "spacing" in z.files else (1.0,) * d
-        if any(a.shape != arrays[name].shape for a in arrays.values()):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                names = [k for k in z.files if k not in NPZ_META]
+                if not names:
+                    raise GlobscopeError(f"{path}: holds no field arrays")
+                name = array or names[0]
+                if name not in names:
+                    raise GlobscopeError(f"{path}: no array {name!r} (has {', '.join(names)})")
+                arrays = {k: z[k] for k in names}
+                meta = {k: np.asarray(z[k], dtype=np.float64).ravel() for k in ("origin", "spacing") if k in z.files}
+        except (OSError, ValueError, EOFError) as e:
+            raise GlobscopeError(f"{path}: not a readable .npz field ({e})") from None
+        F = arrays[name]
+        if F.dtype.kind not in "fiub":
+            raise GlobscopeError(f"{path}: array {name!r} is not numeric ({F.dtype})")
+        if any(a.shape != F.shape for a in arrays.values()):
             raise GlobscopeError(f"{path}: arrays of different shapes")
-        return GridField(path, name, arrays[name].astype(np.float64), origin, spacing, arrays)
-    F, data = read_field(path, array)
-    name = array or next(iter(data.point_data))
-    arrays = {k: data.grid(k) for k, v in data.point_data.items() if np.ndim(v) == 1 and v.dtype != object}
-    return GridField(path, name, F.astype(np.float64), data.origin, data.spacing, arrays)
+        d = F.ndim
+        origin = tuple(meta.get("origin", np.zeros(d)))
+        spacing = tuple(meta.get("spacing", np.ones(d)))
+        if len(origin) != d or len(spacing) != d:
+            raise GlobscopeError(f"{path}: origin and spacing need {d} values for a {d}-D field, "
+                                 f"got {len(origin)} and {len(spacing)}")
+        field = GridField(path, name, F.astype(np.float64), origin, spacing, arrays)
+    else:
+        F, data = read_field(path, array)
+        name = array or next(iter(data.point_data))
+        arrays = {k: data.grid(k) for k, v in data.point_data.items() if np.ndim(v) == 1 and v.dtype != object}
+        field = GridField(path, name, F.astype(np.float64), data.origin, data.spacing, arrays)
+    if not 1 <= field.values.ndim <= 4 or field.values.size < 2:
+        raise GlobscopeError(f"{path}: array {field.name!r} of shape {field.values.shape} is not a 1- to 4-D "
+                             "grid of at least 2 vertices")
+    return field
 
 
 def _csv(columns: dict) -> str:
