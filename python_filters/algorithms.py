@@ -122,13 +122,62 @@ def _file_stamp(path) -> tuple:
 
 
 # -- checkpoint sets -------------------------------------------------------------------------------
+def index_in_memory(root):
+    """The checkpoint set ``globscope.checkpoints.index_folder`` would index from the tree ``root``
+    (``VARIANT/epoch_K.pt``, …), without writing ``manifest.json`` into the user's folder: data
+    folders may be read-only, and a saved index would hide checkpoints added later."""
+    import inspect
+
+    from globscope import checkpoints as ck
+
+    if "save" in inspect.signature(ck.index_folder).parameters:  # the core can do it itself
+        return ck.index_folder(root, save=False)
+    # else index_folder's body without its final save (same naming rule: the core's regex)
+    from globscope.errors import GlobscopeError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise GlobscopeError(f"{root}: not a folder")
+    found = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in ck.SUFFIXES:
+            continue
+        rel = p.relative_to(root)
+        m = ck._NUMBERED.match(p.stem)
+        if m is None:
+            log.warning("%s: skipped (name is not epoch_K or step_K)", p)
+            continue
+        kind = "step" if m["kind"].lower() in ("step", "iter", "it") else "epoch"
+        found.append((rel.parts[0] if len(rel.parts) > 1 else "run", kind, int(m["n"]), rel.as_posix()))
+    if not found:
+        raise GlobscopeError(f"{root}: no checkpoint files named VARIANT/epoch_K.<pt|pth|ckpt|safetensors|npz>")
+    found.sort(key=lambda t: (t[0], t[2]))
+    return ck.CheckpointSet(root, [ck.Checkpoint(file=f, run=run, variant=run, **{kind: n})
+                                   for run, kind, n, f in found])
+
+
+def _tree_stamp(root) -> tuple:
+    """(relative path, size, mtime) of every checkpoint-like file under ``root``: changes when
+    files are added, removed or rewritten."""
+    from globscope.checkpoints import SUFFIXES
+
+    root = Path(root)
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in SUFFIXES and p.is_file():
+            st = p.stat()
+            out.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def open_checkpoint_set(path):
-    """A checkpoint set from ``manifest.json``, its folder, or a folder tree to index."""
-    from globscope.checkpoints import MANIFEST, CheckpointSet, index_folder
+    """A checkpoint set from ``manifest.json``, its folder, or a folder tree indexed in memory
+    (nothing is written into the folder)."""
+    from globscope.checkpoints import MANIFEST, CheckpointSet
 
     p = Path(path)
     if p.is_dir() and not (p / MANIFEST).is_file():
-        return index_folder(p)
+        return index_in_memory(p)
     return CheckpointSet.open(p)
 
 
@@ -174,6 +223,8 @@ class CheckpointSetReader(GlobscopeAlgorithm):
     def _stat_key(self):
         p = Path(self._filename)
         m = p / "manifest.json" if p.is_dir() else p
+        if p.is_dir() and not m.exists():  # indexed in memory: the files themselves are the key
+            return (str(p.resolve()), None, _tree_stamp(p))
         st = m.stat() if m.exists() else None
         return (str(p.resolve()), st.st_mtime_ns if st else None)
 

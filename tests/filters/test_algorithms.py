@@ -163,3 +163,33 @@ def test_manifold_file_refit_in_place_is_reloaded(A, digits_zoo, digits_weights,
     pts = m.GetOutputDataObject(0)
     assert vc.from_vtk_array(pts.GetFieldData().GetArray("latent_dim"))[0] == 3
     assert np.any(vc.point_coords(pts)[:, 2] != 0)
+
+
+def test_folder_without_manifest_is_indexed_in_memory(A, digits_zoo, tmp_path):
+    """A folder tree is indexed like ``index_folder`` does, but nothing is written into it, and
+    checkpoints added later show up."""
+    import shutil
+
+    from globscope.checkpoints import index_folder
+
+    from python_filters import vtkconv as vc
+
+    data = tmp_path / "data"
+    for c in digits_zoo.checkpoints:
+        (data / c.file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(digits_zoo.root / c.file, data / c.file)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    cs = A.open_checkpoint_set(data)
+    assert not (data / "manifest.json").exists()
+    ref = index_folder(shutil.copytree(data, tmp_path / "ref"))  # what the core would index (and save)
+    assert [c.to_dict() for c in cs.checkpoints] == [c.to_dict() for c in ref.checkpoints]
+    r = _reader(A, data)
+    r.Update()
+    assert r.GetOutputDataObject(0).GetNumberOfRows() == 12 and r.GetNumberOfCheckpoints() == 12
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # the folder is untouched
+    shutil.copy2(data / "A" / "epoch_4.pt", data / "A" / "epoch_5.pt")  # a run goes on training
+    r.Modified()  # what ParaView's Reload Files does
+    r.Update()
+    assert r.GetNumberOfCheckpoints() == 13 and r.GetOutputDataObject(0).GetNumberOfRows() == 13
+    assert "epoch_5" in " ".join(vc.from_vtk_array(r.GetOutputDataObject(0).GetColumnByName("file")))
+    assert not (data / "manifest.json").exists()
