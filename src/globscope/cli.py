@@ -232,6 +232,20 @@ def _cmd_topology(a, bars):
     print(f"wrote {', '.join(s['files'])} and topology.json -> {a.out}")
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
+        return v
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from globscope.manifolds import DIMS, METHODS
     from globscope.tasks import BUILTIN_TASKS
@@ -251,9 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("zoo", help="train a model zoo (variants A..G) into a checkpoint set")
     s.add_argument("task", help=tasks_help)
     s.add_argument("--out", required=True)
-    s.add_argument("--variants", type=int, default=7)
-    s.add_argument("--epochs", type=int, help="default: the task's")
-    s.add_argument("--every", type=int, help="checkpoint every K epochs (default: the task's)")
+    s.add_argument("--variants", type=_at_least(1), default=7)
+    s.add_argument("--epochs", type=_at_least(1), help="default: the task's")
+    s.add_argument("--every", type=_at_least(1), help="checkpoint every K epochs (default: the task's)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_cmd_zoo)
 
@@ -267,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit", help="fit a manifold to a checkpoint set")
     set_args(s)
     s.add_argument("--method", choices=list(METHODS), default="autoencoder")
-    s.add_argument("--epochs", type=int, help="autoencoder: most training epochs")
+    s.add_argument("--epochs", type=_at_least(1), help="autoencoder: most training epochs")
     s.add_argument("--device", help="autoencoder: cpu, cuda, … (default: cuda when available)")
     s.add_argument("--out", required=True, help="manifold file, e.g. manifold.pt")
     s.set_defaults(fn=_cmd_fit)
@@ -282,9 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--task", default="digits-mlp", help=tasks_help)
     s.add_argument("--dim", type=int, choices=DIMS, default=2)
-    s.add_argument("--epochs", type=int, help="zoo epochs (default: the task's)")
+    s.add_argument("--epochs", type=_at_least(1), help="zoo epochs (default: the task's)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--resolution", type=int, default=128, help="latent grid vertices per axis")
+    s.add_argument("--resolution", type=_at_least(2), default=128, help="latent grid vertices per axis")
     s.add_argument("--persistence", type=float, default=0.05,
                    help="simplification threshold for the basins, a fraction of the log-loss range")
     s.add_argument("--no-render", action="store_true", help="skip the ParaView render and state")
@@ -294,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bundle")
     s.add_argument("--out", required=True, help="FILE.png")
     s.add_argument("--state", help=".pvsm or Python state (default: Globscope's landscape state)")
-    s.add_argument("--size", type=int, nargs=2, default=(1600, 1000), metavar=("W", "H"))
+    s.add_argument("--size", type=_at_least(16), nargs=2, default=(1600, 1000), metavar=("W", "H"))
     s.set_defaults(fn=_cmd_render)
 
     s = sub.add_parser("paraview", help="open the ParaView GUI with the plugin loaded and the state applied")
@@ -313,19 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("manifold", help="manifold file (from `globscope fit`)")
     s.add_argument("--task", help=f"overrides the manifold's task: {tasks_help}")
     s.add_argument("--set", help="overrides the manifold's checkpoint set folder")
-    s.add_argument("--resolution", type=int, nargs="+", required=True,
+    s.add_argument("--resolution", type=_at_least(2), nargs="+", required=True,
                    help="grid vertices per axis: one value, or one per latent axis")
     s.add_argument("--margin", type=float, default=0.1, help="fraction of the models' box added on each side")
     s.add_argument("--out", required=True, help="output folder (landscape.vti, landscape.json, chunk cache)")
     s.add_argument("--bn", choices=BN_MODES, help="BatchNorm statistics of decoded models (default: recompute)")
-    s.add_argument("--calibration-size", type=int, default=256, help="training examples for --bn recompute")
+    s.add_argument("--calibration-size", type=_at_least(1), default=256, help="training examples for --bn recompute")
     s.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     s.add_argument("--formulation", choices=FORMULATIONS, default="auto",
                    help="stacked (MLPs), batched (vmap) or per-model (loop) evaluation; auto measures them")
-    s.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
+    s.add_argument("--chunk-points", type=_at_least(1), default=DEFAULT_CHUNK_POINTS,
                    help="grid points per stored chunk (resume granularity)")
-    s.add_argument("--max-batch-models", type=int, help="most models per forward pass (default: from memory)")
-    s.add_argument("--threads", type=int, help="CPU threads (default: torch's, or fewer where --formulation auto "
+    s.add_argument("--max-batch-models", type=_at_least(1), help="most models per forward pass (default: from memory)")
+    s.add_argument("--threads", type=_at_least(1), help="CPU threads (default: torch's, or fewer where --formulation auto "
                                                 "measures that to be faster)")
     s.set_defaults(fn=_cmd_landscape)
 
@@ -345,7 +359,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    bars = Bars(enabled=not a.no_progress and sys.stderr.isatty() or a.verbose)
+    bars = Bars(enabled=not a.no_progress and (sys.stderr.isatty() or a.verbose))
     try:
         rc = a.fn(a, bars)
     except GlobscopeError as e:

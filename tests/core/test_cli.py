@@ -1,0 +1,32 @@
+"""The command line: argument checks and errors that name the problem, without a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def globscope(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "globscope", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["landscape", "m.pt", "--resolution", "1", "--out", "o"], "--resolution: must be at least 2, got 1"),
+    (["landscape", "m.pt", "--resolution", "8", "--chunk-points", "0", "--out", "o"], "--chunk-points: must be at least 1"),
+    (["zoo", "digits-mlp", "--out", "o", "--epochs", "x"], "--epochs: 'x' is not an integer"),
+])
+def test_bad_arguments_are_refused_by_name(args, message, tmp_path):
+    r = globscope(*args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_input_errors_name_the_file_without_a_traceback(tmp_path):
+    r = globscope("fit", tmp_path / "nowhere", "--out", tmp_path / "m.pt")
+    assert r.returncode == 2 and "nowhere: checkpoint set folder not found" in r.stderr
+    assert "Traceback" not in r.stderr
+    (tmp_path / "m.pt").write_bytes(b"junk")
+    r = globscope("landscape", tmp_path / "m.pt", "--resolution", "8", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "m.pt: not a readable Globscope manifold" in r.stderr
+    r = globscope("topology", tmp_path / "missing.vti", "--out", tmp_path / "t")
+    assert r.returncode == 2 and "missing.vti: file not found" in r.stderr
