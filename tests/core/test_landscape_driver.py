@@ -196,6 +196,44 @@ def test_abort_keeps_finished_chunks_and_rerun_reuses_them(setup, tmp_path):
     assert run_landscape(man_path, tmp_path, resolution=11, **FAST)["chunks"]["reused"] == 0
 
 
+def _user_task(eval_y_shift=0, train_scale=1.0, bn=False):
+    """A user task ("module:callable" style: a name and data of its own), tiny."""
+    from torch import nn
+
+    from globscope.tasks import Split, Task
+
+    rng = np.random.default_rng(0)
+    xe, ye = rng.normal(size=(24, 1, 6, 6)).astype(np.float32), rng.integers(0, 3, 24)
+    xt, yt = rng.normal(size=(16, 1, 6, 6)).astype(np.float32), rng.integers(0, 3, 16)
+    data = (Split(train_scale * xt, yt), Split(xe, (ye + eval_y_shift) % 3))
+    if bn:
+        make = lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),  # noqa: E731
+                                     nn.Linear(2 * 16, 3))
+    else:
+        make = lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.ReLU(), nn.Linear(5, 3))  # noqa: E731
+    return Task("mypkg.tasks:make", make, lambda: data)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_store_key_covers_the_evaluation_and_calibration_data(tmp_path, bn):
+    """A user task whose data changes with the same example count must not reuse stale chunks;
+    with BatchNorm recompute the calibration batch (training data) counts too."""
+    task = _user_task(bn=bn)
+    torch.manual_seed(0)
+    W = np.stack([task.layout.flatten(task.make_model().state_dict()) for _ in range(5)])
+    man = make_manifold("pca", 2).fit(W)
+    Z = man.transform(W)
+    kw = dict(resolution=4, bn="recompute" if bn else None, manifold_id="m", **FAST)
+    a = compute_landscape(man, task, Z, tmp_path, **kw)
+    assert compute_landscape(man, _user_task(bn=bn), Z, tmp_path, **kw)["chunks"]["reused"] == 1  # same data
+    b = compute_landscape(man, _user_task(eval_y_shift=1, bn=bn), Z, tmp_path, **kw)
+    assert b["chunks"]["reused"] == 0 and b["key"] != a["key"]
+    assert b["accuracy"] != a["accuracy"]
+    if bn:
+        c = compute_landscape(man, _user_task(train_scale=3.0, bn=bn), Z, tmp_path, **kw)
+        assert c["chunks"]["reused"] == 0 and c["key"] not in (a["key"], b["key"])
+
+
 RUN = """
 import json, os, signal, sys
 from pathlib import Path

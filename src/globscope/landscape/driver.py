@@ -275,7 +275,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
             reference = {k: v.to(dev) for k, v in stack_buffers(buffers, ev.buffer_keys).items()}
         request = grid.to_dict() if grid is not None else {"resolution": np.atleast_1d(resolution).tolist(),
                                                             "margin": float(margin)}
-        settings = {"task": task.name, "n_eval": ev.n_eval, "bn": ev.bn,
+        settings = {"task": task.name, "n_eval": ev.n_eval, "data": ev.data_fingerprint(), "bn": ev.bn,
                     "calibration_size": ev.describe()["calibration_size"], "chunk_points": int(chunk_points),
                     "grid_request": request,
                     "models": models_fingerprint(Z, W)}

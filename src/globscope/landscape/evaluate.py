@@ -769,6 +769,19 @@ class BatchedEvaluator:
             self.model(self.x[:n])
         return int(round(fc.get_total_flops() * self.n_eval / n))
 
+    def data_fingerprint(self) -> str:
+        """A hash of the data the numbers depend on: the evaluation inputs and targets, and the
+        calibration batch when BatchNorm statistics are recomputed (dtype, shape and bytes of each)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        tensors = [self.x, self.y] + ([self.calib_x] if self.probe is not None else [])
+        for t in tensors:
+            a = t.detach().cpu().contiguous()
+            h.update(f"{a.dtype}{tuple(a.shape)}".encode())
+            h.update(a.view(torch.uint8).numpy().tobytes() if a.numel() else b"")
+        return h.hexdigest()[:16]
+
     def describe(self) -> dict:
         """The settings in effect (for landscape.json)."""
         return {"device": str(self.device), "formulation": self.formulation, "threads": self.threads,
