@@ -25,6 +25,7 @@ from vtkmodules.vtkCommonCore import vtkOutputWindow
 from vtkmodules.vtkCommonDataModel import VTK_LINE, VTK_VERTEX, vtkDataObject, vtkImageData, vtkPolyData, vtkTable
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
+from globscope.errors import GlobscopeError
 from python_filters import vtkconv as vc
 
 log = logging.getLogger("globscope.filters")
@@ -96,15 +97,18 @@ class GlobscopeAlgorithm(VTKPythonAlgorithmBase):
         except Aborted:
             _error(f"{type(self).__name__}: aborted by the user")
             return 0
-        except Exception as e:  # noqa: BLE001 - report in ParaView's output window, keep the session
-            from globscope.errors import GlobscopeError
+        except GlobscopeError as e:  # the user's mistake (or the core's abort): its message only
+            _error(f"{type(self).__name__}: {e}")
+            return 0
+        except Exception as e:  # noqa: BLE001 - a bug: the traceback, in ParaView's output window; keep the session
+            from globscope.topology.analysis import TopologyAborted
 
-            if isinstance(e, GlobscopeError) or type(e).__name__ == "Aborted":
-                _error(f"{type(self).__name__}: {e}")
-            else:
-                import traceback
+            if isinstance(e, TopologyAborted):
+                _error(f"{type(self).__name__}: aborted by the user")
+                return 0
+            import traceback
 
-                _error(f"{type(self).__name__} failed:\n{traceback.format_exc()}")
+            _error(f"{type(self).__name__} failed:\n{traceback.format_exc()}")
             return 0
         finally:
             log.debug("%s: %.3f s", type(self).__name__, time.perf_counter() - t0)
@@ -117,6 +121,8 @@ def _file_stamp(path) -> tuple:
     """(resolved path, st_mtime_ns, st_size): a cache key part that changes when the file is
     rewritten in place."""
     p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise GlobscopeError(f"{p}: manifold file not found")
     st = p.stat()
     return (str(p), st.st_mtime_ns, st.st_size)
 
@@ -133,8 +139,6 @@ def index_in_memory(root):
     if "save" in inspect.signature(ck.index_folder).parameters:  # the core can do it itself
         return ck.index_folder(root, save=False)
     # else index_folder's body without its final save (same naming rule: the core's regex)
-    from globscope.errors import GlobscopeError
-
     root = Path(root)
     if not root.is_dir():
         raise GlobscopeError(f"{root}: not a folder")
@@ -242,7 +246,7 @@ class CheckpointSetReader(GlobscopeAlgorithm):
 
     def execute(self, inInfo, outInfo):
         if not self._filename:
-            raise ValueError("no checkpoint set given (FileName is empty)")
+            raise GlobscopeError("no checkpoint set given (FileName is empty)")
         _, cs, n_params = self._set_info()
         runs = cs.runs
         cks = cs.checkpoints
@@ -365,7 +369,7 @@ class ManifoldFilter(GlobscopeAlgorithm):
         tab = vtkTable.GetData(inInfo[0].GetInformationObject(0))
         cs_path = vc.field_string(tab, "checkpoint_set")
         if not cs_path:
-            raise ValueError("the input is not a Globscope checkpoint set (no checkpoint_set field data)")
+            raise GlobscopeError("the input is not a Globscope checkpoint set (no checkpoint_set field data)")
         cs = open_checkpoint_set(cs_path)
         task = self.task or vc.field_string(tab, "task") or (cs.tasks[0] if cs.tasks else "")
         if not task and self.manifold_file:
@@ -373,7 +377,7 @@ class ManifoldFilter(GlobscopeAlgorithm):
 
             task = (load_manifold(self.manifold_file).meta_ or {}).get("task", "")
         if not task:
-            raise ValueError("the checkpoint set names no task: set the Task property")
+            raise GlobscopeError("the checkpoint set names no task: set the Task property")
         if self.manifold_file:
             # a given file decides everything: its content (stamp), not the fit-only settings
             key = ("manifold", cs.fingerprint(), task) + _file_stamp(self.manifold_file)
@@ -400,7 +404,9 @@ class ManifoldFilter(GlobscopeAlgorithm):
 def _manifold_of(ds):
     path = vc.field_string(ds, "manifold_file")
     if not path:
-        raise ValueError("the input carries no manifold (connect the output of the Manifold filter)")
+        raise GlobscopeError("the input carries no manifold (connect the output of the Manifold filter)")
+    if not Path(path).is_file():
+        raise GlobscopeError(f"{path}: the input's manifold file is gone (re-run the Manifold filter)")
     return Path(path)
 
 
@@ -478,7 +484,7 @@ class LossLandscape(GlobscopeAlgorithm):
                                     should_abort=self._should_abort)
             vti = folder / "landscape.vti"
             if not vti.is_file():
-                raise ValueError(f"the landscape of a {summary.get('latent_dim')}-D manifold is not one image "
+                raise GlobscopeError(f"the landscape of a {summary.get('latent_dim')}-D manifold is not one image "
                                  "(only latent dimensions 2 and 3 are shown in ParaView)")
             r = vtkXMLImageDataReader()
             r.SetFileName(str(vti))
@@ -523,7 +529,7 @@ class _TopologyFilter(GlobscopeAlgorithm):
             name = ai.Get(vtkDataObject.FIELD_NAME())
             arr = img.GetPointData().GetArray(name)
             if arr is None and name:
-                raise ValueError(f"the input image has no point array {name!r}")
+                raise GlobscopeError(f"the input image has no point array {name!r}")
         if arr is None:
             pd = img.GetPointData()
             for name in ("log_loss", "loss"):
@@ -533,9 +539,9 @@ class _TopologyFilter(GlobscopeAlgorithm):
             else:
                 arr = pd.GetScalars() or (pd.GetArray(0) if pd.GetNumberOfArrays() else None)
         if arr is None:
-            raise ValueError("the input image has no point scalar array")
+            raise GlobscopeError("the input image has no point scalar array")
         if arr.GetNumberOfComponents() != 1:
-            raise ValueError(f"array {arr.GetName()!r} has {arr.GetNumberOfComponents()} components, need 1")
+            raise GlobscopeError(f"array {arr.GetName()!r} has {arr.GetNumberOfComponents()} components, need 1")
         origin, spacing, dims = vc.image_geometry(img)
         F = vc.from_vtk_array(arr).astype(np.float64).reshape(dims, order="F")
         return img, arr, F
@@ -728,7 +734,7 @@ class ProjectModels(GlobscopeAlgorithm):
         if inInfo[1].GetNumberOfInformationObjects():
             land = vtkDataObject.GetData(inInfo[1].GetInformationObject(0))
         if not self.checkpoint_set:
-            raise ValueError("no checkpoint set to project (CheckpointSet is empty)")
+            raise GlobscopeError("no checkpoint set to project (CheckpointSet is empty)")
         cs = open_checkpoint_set(self.checkpoint_set)
         key = ("project", str(mpath), mpath.stat().st_mtime_ns, cs.fingerprint())
 
@@ -736,7 +742,7 @@ class ProjectModels(GlobscopeAlgorithm):
             man = load_manifold(mpath)
             task = (man.meta_ or {}).get("task") or (cs.tasks[0] if cs.tasks else None)
             if not task:
-                raise ValueError("neither the manifold nor the checkpoint set names a task")
+                raise GlobscopeError("neither the manifold nor the checkpoint set names a task")
             W, _ = cs.load_weights(get_task(task).layout, progress=self._progress(0.0, 0.6))
             Z = man.transform(W)
             arrays, lines = model_point_arrays(cs, Z, per_model_error(man, W))
@@ -772,7 +778,7 @@ class Basins(GlobscopeAlgorithm):
         seg = vtkImageData.GetData(inInfo[1].GetInformationObject(0))
         if seg.GetPointData().GetArray("SegmentationId") is None:
             names = [seg.GetPointData().GetArrayName(i) for i in range(seg.GetPointData().GetNumberOfArrays())]
-            raise ValueError(f"port 1 has no SegmentationId array (connect a merge tree's segmentation); it has {names}")
+            raise GlobscopeError(f"port 1 has no SegmentationId array (connect a merge tree's segmentation); it has {names}")
         from globscope.landscape import LatentGrid
 
         d = 3 if seg.GetDimensions()[2] > 1 else 2

@@ -193,3 +193,49 @@ def test_folder_without_manifest_is_indexed_in_memory(A, digits_zoo, tmp_path):
     assert r.GetNumberOfCheckpoints() == 13 and r.GetOutputDataObject(0).GetNumberOfRows() == 13
     assert "epoch_5" in " ".join(vc.from_vtk_array(r.GetOutputDataObject(0).GetColumnByName("file")))
     assert not (data / "manifest.json").exists()
+
+
+@pytest.fixture
+def output_window():
+    """VTK's output window as a string (what ParaView shows in its Output Messages)."""
+    from vtkmodules.vtkCommonCore import vtkOutputWindow, vtkStringOutputWindow
+
+    old = vtkOutputWindow.GetInstance()
+    w = vtkStringOutputWindow()
+    vtkOutputWindow.SetInstance(w)
+    yield w
+    vtkOutputWindow.SetInstance(old)
+
+
+def test_user_mistakes_are_one_line_bugs_keep_their_traceback(A, output_window):
+    from globscope.errors import GlobscopeError
+
+    from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer
+
+    from python_filters import vtkconv as vc
+
+    r = A.CheckpointSetReader()  # no FileName
+    with pytest.raises(GlobscopeError, match="no checkpoint set given"):
+        r.execute(None, None)
+    r.Update()
+    text = output_window.GetOutput()
+    assert "CheckpointSetReader: no checkpoint set given" in text and "Traceback" not in text
+
+    src = vtkTrivialProducer()
+    src.SetOutput(vc.image_data({"f": np.arange(6.0).reshape(3, 2)}, (0, 0), (1, 1)))
+    pd = A.PersistenceDiagram()
+    pd.SetInputConnection(src.GetOutputPort())
+    pd.SetInputArrayToProcess(0, 0, 0, 0, "nope")
+    pd.Update()
+    text = output_window.GetOutput()
+    assert "has no point array 'nope'" in text and "Traceback" not in text
+
+    class Buggy(A.CheckpointSetReader):
+        def execute(self, inInfo, outInfo):
+            return {}["a bug"]
+
+    b = Buggy()
+    b.SetFileName("anything")
+    b.Update()
+    text = output_window.GetOutput()
+    assert "Buggy failed:" in text and "Traceback" in text and "KeyError: 'a bug'" in text
