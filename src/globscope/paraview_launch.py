@@ -23,6 +23,7 @@ import sysconfig
 from pathlib import Path
 
 from globscope.errors import GlobscopeError
+from globscope.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,10 @@ def run_script(program: str, script, args=(), *, display: bool | None = None, ti
     """Run a Python script with pvpython or pvbatch in :func:`environment`."""
     cmd = command(program, [str(script), *args], display=display)
     log.info("running %s", " ".join(cmd))
-    r = subprocess.run(cmd, env=environment(env), capture_output=True, text=True, timeout=timeout)
+    try:
+        r = subprocess.run(cmd, env=environment(env), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise GlobscopeError(f"{program} {Path(script).name} did not finish within {timeout:.0f} s") from None
     if check and r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:])
         raise GlobscopeError(f"{program} {Path(script).name} failed (exit {r.returncode}):\n{tail}")
@@ -131,13 +135,13 @@ def render(bundle, out_png, state=None, size=(1600, 1000), timeout: float | None
     """
     bundle = Path(bundle).resolve()
     out = Path(out_png).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    args = ["render", "--bundle", bundle, "--out", out, "--size", int(size[0]), int(size[1])]
-    if state:
-        args += ["--state", Path(state).resolve()]
-    run_script("pvbatch", state_files_dir() / "globscope_state.py", args, timeout=timeout)
-    if not out.is_file():
-        raise GlobscopeError(f"pvbatch finished without writing {out}")
+    with atomic_path(out) as tmp:  # a failed or killed render leaves no half-written PNG
+        args = ["render", "--bundle", bundle, "--out", tmp, "--size", int(size[0]), int(size[1])]
+        if state:
+            args += ["--state", Path(state).resolve()]
+        run_script("pvbatch", state_files_dir() / "globscope_state.py", args, timeout=timeout)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise GlobscopeError(f"pvbatch finished without writing {out}")
     return out
 
 
@@ -145,8 +149,9 @@ def save_state(bundle, out_pvsm=None, timeout: float | None = 900) -> Path:
     """Write ``globscope.pvsm`` (the landscape state built for ``bundle``) into the bundle."""
     bundle = Path(bundle).resolve()
     out = Path(out_pvsm or bundle / "globscope.pvsm").resolve()
-    run_script("pvbatch", state_files_dir() / "globscope_state.py",
-               ["save", "--bundle", bundle, "--out", out], timeout=timeout)
+    with atomic_path(out) as tmp:
+        run_script("pvbatch", state_files_dir() / "globscope_state.py",
+                   ["save", "--bundle", bundle, "--out", tmp], timeout=timeout)
     return out
 
 
