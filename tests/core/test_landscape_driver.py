@@ -239,6 +239,10 @@ import json, os, signal, sys
 from pathlib import Path
 from globscope.landscape import run_landscape
 kill_after = int(sys.argv[3])  # chunks stored before the process kills itself (0: run to the end)
+if len(sys.argv) > 5:  # stand-in for this process's timings: what ``auto`` gets to choose from
+    from globscope.landscape.evaluate import BatchedEvaluator
+    only = [tuple(c) for c in json.loads(sys.argv[5])]
+    BatchedEvaluator.candidates = lambda self, codes=False: only
 
 def progress(f):  # called after each batch; a chunk is stored after its last batch
     if kill_after and len(list(Path(sys.argv[2]).glob(".landscape-cache/*/chunk_*.npz"))) >= kill_after:
@@ -250,9 +254,10 @@ print(json.dumps(s["chunks"]))
 """
 
 
-def _run(man_path, out, kill_after=0, formulation="vmap"):
-    r = subprocess.run([sys.executable, "-c", RUN, str(man_path), str(out), str(kill_after), formulation], env=ENV,
-                       capture_output=True, text=True, timeout=120)
+def _run(man_path, out, kill_after=0, formulation="vmap", candidates=None):
+    extra = [json.dumps(candidates)] if candidates else []
+    r = subprocess.run([sys.executable, "-c", RUN, str(man_path), str(out), str(kill_after), formulation, *extra],
+                       env=ENV, capture_output=True, text=True, timeout=120)
     if kill_after:
         assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
         return None
@@ -270,6 +275,27 @@ def test_resume_after_kill_equals_uninterrupted(setup, tmp_path):
     # resumed and uninterrupted runs in equal processes (same threads, same refitted manifold)
     assert _run(man_path, out)["reused"] == 3
     assert _run(man_path, tmp_path / "straight")["reused"] == 0
+    a, b = _fields(out), _fields(tmp_path / "straight")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_resume_with_auto_keeps_the_first_runs_engine_choice(setup, tmp_path):
+    """``auto`` times its way to a formulation, thread count and data batch; a resumed run must
+    not choose again (a loaded machine may time another winner) but reuse the first attempt's
+    choice from store.json, so the field equals the uninterrupted run's bit for bit. The first
+    attempt's and the uninterrupted run's timings are stood in for by one candidate each (the
+    loop, 64 examples a pass); the resumed process, left to itself, would pick another one."""
+    _, man_path = setup
+    first = [["loop", 1, 64]]
+    out = tmp_path / "killed"
+    _run(man_path, out, kill_after=3, formulation="auto", candidates=first)
+    store = json.loads(next(out.glob(f"{CACHE_DIR}/*/store.json")).read_text())
+    assert store["engine"] == {"formulation": "loop", "threads": 1, "data_batch": 64, "batch_models": 16,
+                               "codes": True}
+    assert _run(man_path, out, formulation="auto", candidates=[["stacked", 1, 10 ** 6]])["reused"] == 3
+    assert _run(man_path, tmp_path / "straight", formulation="auto", candidates=first)["reused"] == 0
+    assert json.loads((out / "landscape.json").read_text())["engine"]["formulation"] == "loop"
     a, b = _fields(out), _fields(tmp_path / "straight")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])

@@ -171,7 +171,25 @@ def _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, 
             done_pts += e - s
             if progress:
                 progress(min(done_pts / n_mine, 1.0))
+        if "engine" not in store.settings:  # the first chunk: store.json records the engine's choice
+            store.settings["engine"] = {**evaluator.choice(), "codes": bool(codes)}
         store.save(i, {"loss": loss, "accuracy": acc, "distance": dist})
+
+
+def _pinned_engine(stored: dict | None, formulation: str) -> dict | None:
+    """The engine settings a resumed run takes from its store (``store.json``'s ``engine``), or None.
+
+    Pinned when the run asks for ``auto`` or for the stored formulation; an explicit other
+    formulation is honoured (its chunks agree with the stored ones within float tolerance only)."""
+    keys = ("formulation", "threads", "data_batch", "batch_models", "codes")
+    if not stored or any(k not in stored for k in keys):
+        return None
+    if formulation not in ("auto", stored["formulation"]):
+        log.warning("the chunk store was computed with the %s formulation, this run asks for %s: reused and new "
+                    "chunks agree within float tolerance, not bit for bit", stored["formulation"], formulation)
+        return None
+    log.info("resuming with the first run's engine settings: %s", stored)
+    return {k: stored[k] for k in keys}
 
 
 def _finite_stats(v: np.ndarray) -> dict:
@@ -237,7 +255,10 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
     bn : {"recompute", "reference"}, optional
         BatchNorm statistics of decoded models (default recompute; ignored without BatchNorm).
     device, formulation, calibration_size, memory_budget, max_batch_models, threads
-        See ``BatchedEvaluator``.
+        See ``BatchedEvaluator``. The engine's choice on the first chunk (formulation, threads,
+        data batch, models per batch; what ``auto`` measured) is recorded in the store's
+        ``store.json`` and reused by a resumed run asking for ``auto`` or the same formulation,
+        so that the resumed field equals the uninterrupted one bit for bit.
     chunk_points : int
         Grid points per stored chunk (the resume granularity; part of the store's key).
     manifold_id : str, optional
@@ -284,21 +305,35 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
         folder = out / CACHE_DIR / key
         # the grid of a run is fixed by its first attempt (stored with its chunks), so a resumed
         # run evaluates exactly the same points even if the encoded points moved in the last bits;
-        # rank 0 decides and tells the others
+        # so is the engine's choice (formulation, threads, data batch, models per batch, codes or
+        # weights), so a resumed run computes the remaining chunks as the first attempt would have
+        # (``auto`` might time its way to another choice); rank 0 decides and tells the others
+        first = None
         if ctx.is_main:
             stored = read_json(folder / "store.json")
             if stored is not None and "grid" in stored:
                 grid = LatentGrid.from_dict(stored["grid"])
             grid = grid or LatentGrid.around(Z, resolution, margin)
-        grid = LatentGrid.from_dict(ctx.broadcast(grid.to_dict() if ctx.is_main else None))
+            first = {"grid": grid.to_dict(), "engine": (stored or {}).get("engine")}
+        first = ctx.broadcast(first)
+        grid = LatentGrid.from_dict(first["grid"])
         if grid.dim != Z.shape[1]:
             raise GlobscopeError(f"grid is {grid.dim}-D, the model points {Z.shape[1]}-D")
         settings["grid"] = grid.to_dict()
+        pinned = _pinned_engine(first["engine"], formulation)
         store = ChunkStore(folder, key, grid.n_points, chunk_points, settings)
         done = store.done()
         reused, reused_points = len(done), sum(store.span(i)[1] - store.span(i)[0] for i in done)
         t_eval = time.perf_counter()
-        decode_codes = make_code_decoder(manifold, ev, formulation)
+        if pinned is not None:
+            ev.pin(pinned["formulation"], pinned["threads"], pinned["data_batch"], pinned["batch_models"])
+            decode_codes = make_code_decoder(manifold, ev, "auto") if pinned["codes"] else None
+            if pinned["codes"] and decode_codes is None:
+                log.warning("the stored run decoded latent points to codes of an affine head, which is not "
+                            "available now; the resumed chunks may differ from the first run's in the last bits")
+            ev.batch_models = int(pinned["batch_models"])  # set_affine_head may have shrunk it
+        else:
+            decode_codes = make_code_decoder(manifold, ev, formulation)
         fields = compute_field(decode_codes or make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,
                                progress=progress, should_abort=should_abort, codes=decode_codes is not None)
         t_eval = time.perf_counter() - t_eval
@@ -308,7 +343,8 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
         summary = {
             "format": FORMAT, "version": 1, "key": key, "task": task.name, "latent_dim": grid.dim,
             "grid": grid.to_dict(), "n_points": grid.n_points, "margin": margin,
-            "settings": settings, "engine": {**ev.describe(), "world_size": ctx.world},
+            "settings": settings, "engine": {**ev.describe(), "world_size": ctx.world,
+                                             "pinned_by_store": pinned is not None},
             "n_models": len(Z), "chunks": {"total": store.n_chunks, "reused": reused, "folder": str(store.folder)},
             "non_finite_loss": non_finite_counts(fields["loss"]),
             "loss": _finite_stats(fields["loss"]), "accuracy": _finite_stats(fields["accuracy"]),

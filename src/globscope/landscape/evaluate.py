@@ -769,6 +769,27 @@ class BatchedEvaluator:
             self.model(self.x[:n])
         return int(round(fc.get_total_flops() * self.n_eval / n))
 
+    def choice(self) -> dict:
+        """The settings that fix the numbers' bits: formulation, CPU threads, data batch, models
+        per batch (what ``auto`` chose, or was given). Call it inside ``session`` (the thread
+        count in effect) after the first ``evaluate``; ``pin`` restores it."""
+        return {"formulation": self.formulation, "threads": int(self.threads or torch.get_num_threads()),
+                "data_batch": int(self.data_batch), "batch_models": int(self.batch_models)}
+
+    def pin(self, formulation: str, threads: int | None, data_batch: int, batch_models: int) -> None:
+        """Fix the settings ``choice`` returned (e.g. the first attempt's at a resume): no timing, the
+        same formulation, thread count, data batch and models per batch, hence the same bits."""
+        if formulation not in FORMULATIONS or formulation == "auto":
+            raise GlobscopeError(f"cannot pin formulation {formulation!r}")
+        ok = {"stacked": self.stackable, "factored": self.factorable, "grouped": self.groupable}.get(formulation, True)
+        if not ok:
+            raise GlobscopeError(f"task {self.task.name!r}: the stored formulation {formulation!r} does not apply")
+        self.formulation = formulation
+        self.threads = int(threads) if threads else None
+        self.data_batch = int(min(max(1, data_batch), self.n_eval))
+        self.tune_data_batch = False
+        self.batch_models = int(max(1, batch_models))
+
     def data_fingerprint(self) -> str:
         """A hash of the data the numbers depend on: the evaluation inputs and targets, and the
         calibration batch when BatchNorm statistics are recomputed (dtype, shape and bytes of each)."""
