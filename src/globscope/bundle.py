@@ -62,10 +62,6 @@ class Bundle:
         self.save()
         return result
 
-    def key_of(self, name: str) -> str | None:
-        """The key hash of a finished stage (an input hash for the stages after it)."""
-        return (self.manifest["stages"].get(name) or {}).get("key")
-
 
 def write_model_points(path, Z: np.ndarray, cs: CheckpointSet, errors: np.ndarray) -> None:
     """Write the encoded models as a .vtp: one point per model, one polyline per run.

@@ -18,7 +18,7 @@ from globscope.bundle import Bundle, write_model_points
 from globscope.checkpoints import CheckpointSet
 from globscope.compare import compare, per_model_error, write_table
 from globscope.errors import GlobscopeError
-from globscope.fileio import read_json, write_json
+from globscope.fileio import hash_file, read_json, write_json
 from globscope.landscape import LatentGrid, compute_landscape
 from globscope.manifolds import load_manifold, make_manifold
 from globscope.tasks import get_task
@@ -105,21 +105,24 @@ def run_demo(out, task: str = "digits-mlp", dim: int = 2, seed: int = 0, n_varia
 
     b.stage("manifold", fit_key, ["manifold.pt"], fit)
     ae = load_manifold(root / "manifold.pt")
+    # Later stages key on the files they read, not on the settings that made them: a manifold
+    # refitted in place (another device, `globscope fit --out`) invalidates everything after it.
+    inputs = {"zoo": cs.fingerprint(), "manifold": hash_file(root / "manifold.pt")}
 
     def comp():
         rows = compare(W, dim, seed=seed, fitted={"autoencoder": ae}, progress=bar("fitting baselines"))
         write_table(rows, root / "reconstruction.csv", root / "reconstruction.json")
         return {"rows": rows}
 
-    rows = b.stage("compare", {"manifold": b.key_of("manifold")},
+    rows = b.stage("compare", inputs,
                    ["reconstruction.csv", "reconstruction.json"], comp)["rows"]
 
-    b.stage("points", {"manifold": b.key_of("manifold")}, ["models.vtp"],
+    b.stage("points", inputs, ["models.vtp"],
             lambda: write_model_points(root / "models.vtp", ae.transform(W), cs, per_model_error(ae, W)))
 
     def land():
         s = compute_landscape(ae, t, ae.transform(W), root, resolution=resolution, margin=0.1, W=W,
-                              buffers=buffers, manifold_id=b.key_of("manifold"),
+                              buffers=buffers, manifold_id=inputs["manifold"],
                               progress=bar(f"loss landscape {resolution}×{resolution}" if dim == 2
                                            else f"loss landscape {resolution}^{dim}"))
         fid = s.get("fidelity", {})
@@ -132,12 +135,12 @@ def run_demo(out, task: str = "digits-mlp", dim: int = 2, seed: int = 0, n_varia
                 "fidelity_max": fid.get("field_vs_direct", {}).get("max")}
 
     land_files = ["landscape.vti" if dim <= 3 else "landscape.npz", "landscape.json"]
-    landscape = b.stage("landscape", {"manifold": b.key_of("manifold"), "resolution": resolution, "margin": 0.1},
+    landscape = b.stage("landscape", {**inputs, "resolution": resolution, "margin": 0.1},
                         land_files, land)
 
     land_file = root / land_files[0]
     topo_files = ["topology/topology.json", "topology/merge_tree_nodes.csv", "topology/persistence_pairs.csv"]
-    topology = b.stage("topology", {"landscape": b.key_of("landscape"), "array": TOPOLOGY_ARRAY,
+    topology = b.stage("topology", {"landscape": hash_file(land_file), "array": TOPOLOGY_ARRAY,
                                     "persistence": persistence},
                        topo_files, lambda: run_topology(land_file, TOPOLOGY_ARRAY, persistence, out=root / "topology",
                                                         progress=bar("topology")))
@@ -145,7 +148,11 @@ def run_demo(out, task: str = "digits-mlp", dim: int = 2, seed: int = 0, n_varia
 
     render = {}
     if dim <= 3 and with_render:
-        render = b.stage("render", {"landscape": b.key_of("landscape"), "topology": b.key_of("topology")},
+        from globscope.paraview_launch import state_files_dir
+
+        render = b.stage("render", {"landscape": hash_file(land_file),
+                                    "topology": hash_file(root / "topology" / "merge_tree_nodes.csv"),
+                                    "state": hash_file(state_files_dir() / "globscope_state.py")},
                          ["landscape.png", "globscope.pvsm"], lambda: render_bundle(root))
 
     summary = read_json(root / "summary.json", default={})

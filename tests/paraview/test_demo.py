@@ -12,10 +12,10 @@ import pytest
 pytestmark = pytest.mark.paraview
 
 
-def _run(out):
+def _run(out, command="demo", *args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "globscope", "demo", "--out", str(out)], capture_output=True,
-                       text=True, timeout=1200, env=env)
+    cmd = [sys.executable, "-m", "globscope", command, *map(str, args)] + (["--out", str(out)] if out else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout
 
@@ -63,3 +63,12 @@ def test_second_run_reuses_every_stage(demo):
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert {"zoo", "manifold", "compare", "points", "landscape", "topology", "render"} <= set(stages)
     assert all(v["reused"] for v in stages.values()), {k: v["reused"] for k, v in stages.items()}
+
+
+def test_a_manifold_refitted_in_place_invalidates_the_stages_after_it(demo):
+    out, _ = demo
+    _run(out / "manifold.pt", "fit", out / "zoo", "--epochs", "5")  # same path, other content
+    _run(out)
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert stages["zoo"]["reused"] and stages["manifold"]["reused"]
+    assert not any(stages[k]["reused"] for k in ("compare", "points", "landscape", "topology", "render"))
