@@ -129,35 +129,12 @@ def _file_stamp(path) -> tuple:
 
 # -- checkpoint sets -------------------------------------------------------------------------------
 def index_in_memory(root):
-    """The checkpoint set ``globscope.checkpoints.index_folder`` would index from the tree ``root``
-    (``VARIANT/epoch_K.pt``, …), without writing ``manifest.json`` into the user's folder: data
-    folders may be read-only, and a saved index would hide checkpoints added later."""
-    import inspect
+    """The checkpoint set of the tree ``root`` (``VARIANT/epoch_K.pt``, …), indexed without writing
+    ``manifest.json`` into the user's folder: data folders may be read-only, and a saved index
+    would hide checkpoints added later."""
+    from globscope.checkpoints import index_folder
 
-    from globscope import checkpoints as ck
-
-    if "save" in inspect.signature(ck.index_folder).parameters:  # the core can do it itself
-        return ck.index_folder(root, save=False)
-    # else index_folder's body without its final save (same naming rule: the core's regex)
-    root = Path(root)
-    if not root.is_dir():
-        raise GlobscopeError(f"{root}: not a folder")
-    found = []
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in ck.SUFFIXES:
-            continue
-        rel = p.relative_to(root)
-        m = ck._NUMBERED.match(p.stem)
-        if m is None:
-            log.warning("%s: skipped (name is not epoch_K or step_K)", p)
-            continue
-        kind = "step" if m["kind"].lower() in ("step", "iter", "it") else "epoch"
-        found.append((rel.parts[0] if len(rel.parts) > 1 else "run", kind, int(m["n"]), rel.as_posix()))
-    if not found:
-        raise GlobscopeError(f"{root}: no checkpoint files named VARIANT/epoch_K.<pt|pth|ckpt|safetensors|npz>")
-    found.sort(key=lambda t: (t[0], t[2]))
-    return ck.CheckpointSet(root, [ck.Checkpoint(file=f, run=run, variant=run, **{kind: n})
-                                   for run, kind, n, f in found])
+    return index_folder(root, save=False)
 
 
 def _tree_stamp(root) -> tuple:

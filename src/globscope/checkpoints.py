@@ -273,10 +273,12 @@ class CheckpointSet:
 _NUMBERED = re.compile(r"^(?P<kind>epoch|step|ep|iter|it)[_-]?(?P<n>\d+)$", re.IGNORECASE)
 
 
-def index_folder(root, task: str | None = None, prefix: str | None = None) -> CheckpointSet:
+def index_folder(root, task: str | None = None, prefix: str | None = None, *,
+                 save: bool = True) -> CheckpointSet:
     """Index a tree ``VARIANT/epoch_K.pt`` (or ``step_K``, any supported suffix) into a manifest.
 
-    Files are ordered by run, then number. The manifest is written to ``root/manifest.json``.
+    Files are ordered by run, then number. With ``save`` the manifest is written to
+    ``root/manifest.json``; without, the set lives in memory only (read-only data folders).
     """
     root = Path(root)
     if not root.is_dir():
@@ -299,5 +301,6 @@ def index_folder(root, task: str | None = None, prefix: str | None = None) -> Ch
     found.sort(key=lambda t: (t[0], t[2]))
     cks = [Checkpoint(file=f, run=run, variant=run, task=task, **{kind: n}) for run, kind, n, f in found]
     cs = CheckpointSet(root, cks, task=task, prefix=prefix)
-    cs.save()
+    if save:
+        cs.save()
     return cs

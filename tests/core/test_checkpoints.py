@@ -158,3 +158,9 @@ def test_empty_and_missing_manifests(tmp_path):
         CheckpointSet.open(tmp_path)
     with pytest.raises(GlobscopeError, match="no checkpoint files"):
         index_folder(tmp_path)
+
+
+def test_index_in_memory_writes_nothing(tmp_path):
+    _write_set(tmp_path)
+    cs = index_folder(tmp_path, save=False)
+    assert len(cs) == 6 and not (tmp_path / "manifest.json").exists()
