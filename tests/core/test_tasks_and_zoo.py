@@ -61,7 +61,7 @@ def test_zoo_is_deterministic_and_learns(tmp_path):
     fractions = []
     a = train_zoo(task, tmp_path / "a", n_variants=2, epochs=4, checkpoint_every=2, seed=3,
                   progress=fractions.append)
-    b = train_zoo(task, tmp_path / "b", n_variants=2, epochs=4, checkpoint_every=2, seed=3)
+    train_zoo(task, tmp_path / "b", n_variants=2, epochs=4, checkpoint_every=2, seed=3)
     assert [c.file for c in a.checkpoints] == ["A/epoch_2.pt", "A/epoch_4.pt", "B/epoch_2.pt", "B/epoch_4.pt"]
     Wa, _ = CheckpointSet.open(tmp_path / "a").load_weights()
     Wb, _ = CheckpointSet.open(tmp_path / "b").load_weights()

@@ -4,7 +4,6 @@ environment ``globscope.paraview_launch`` builds, a private cache and GUI settin
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

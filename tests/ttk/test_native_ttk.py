@@ -26,7 +26,6 @@ def test_routing_picks_ttk(report):
 
 def test_ttk_and_globscope_merge_trees_agree(report, tmp_path):
     import json
-    import subprocess
 
     from globscope import paraview_launch as pl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels
-from .order import FieldInput, prepare_field
+from .order import FieldInput
 from .persistence import pairs_from_sweep
 from .results import PersistencePairs, Simplification
 from .sweep import grid_arrays, sublevel_sweep
