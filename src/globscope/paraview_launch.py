@@ -110,10 +110,16 @@ def run_script(program: str, script, args=(), *, display: bool | None = None, ti
     """Run a Python script with pvpython or pvbatch in :func:`environment`."""
     cmd = command(program, [str(script), *args], display=display)
     log.info("running %s", " ".join(cmd))
-    try:
-        r = subprocess.run(cmd, env=environment(env), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise GlobscopeError(f"{program} {Path(script).name} did not finish within {timeout:.0f} s") from None
+    for attempt in (1, 2):
+        try:
+            r = subprocess.run(cmd, env=environment(env), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise GlobscopeError(f"{program} {Path(script).name} did not finish within {timeout:.0f} s") from None
+        # Seen here when several `xvfb-run -a` started at once: the program aborts (SIGABRT) while
+        # opening its window, and a second start works. A real fault fails twice.
+        if not (r.returncode in (134, -6) and cmd[0].endswith("xvfb-run") and attempt == 1):
+            break
+        log.warning("%s aborted while opening its X display; retrying once", program)
     if check and r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:])
         raise GlobscopeError(f"{program} {Path(script).name} failed (exit {r.returncode}):\n{tail}")
