@@ -161,10 +161,6 @@ def open_checkpoint_set(path):
     return CheckpointSet.open(p)
 
 
-def _epoch(c):
-    return c.epoch if c.epoch is not None else (c.step or 0)
-
-
 class CheckpointSetReader(GlobscopeAlgorithm):
     """Reads a checkpoint set's manifest: one table row per checkpoint.
 
@@ -231,7 +227,7 @@ class CheckpointSetReader(GlobscopeAlgorithm):
             "run": np.array([c.run for c in cks], dtype=object),
             "variant": np.array([c.variant or c.run for c in cks], dtype=object),
             "variant_id": np.array([runs.index(c.run) for c in cks], dtype=np.int32),
-            "epoch": np.array([_epoch(c) for c in cks], dtype=np.int64),
+            "epoch": np.array([c.position for c in cks], dtype=np.int64),
             "step": np.array([c.step if c.step is not None else -1 for c in cks], dtype=np.int64),
             "task": np.array([c.task or cs.task or "" for c in cks], dtype=object),
         }
@@ -245,28 +241,13 @@ class CheckpointSetReader(GlobscopeAlgorithm):
 
 # -- manifold ------------------------------------------------------------------------------------
 def model_point_arrays(cs, Z, errors) -> tuple[dict, list]:
-    """Point arrays and polylines of encoded models, as ``globscope.bundle.write_model_points``
-    writes them (``variant``, ``variant_id``, ``epoch``, ``reconstruction_error``, metrics, ``w``
-    for d = 4) plus ``loss`` (the recorded evaluation loss, when the manifest has it)."""
-    runs = cs.runs
-    cks = cs.checkpoints
-    arrays = {
-        "variant": np.array([c.variant or c.run for c in cks], dtype=object),
-        "variant_id": np.array([runs.index(c.run) for c in cks], dtype=np.int32),
-        "epoch": np.array([_epoch(c) for c in cks], dtype=np.int64),
-        "reconstruction_error": np.asarray(errors, dtype=np.float64),
-    }
-    for m in sorted({k for c in cks for k in c.metrics}):
-        arrays[m] = np.array([c.metrics.get(m, np.nan) for c in cks], dtype=np.float64)
+    """The core's model-point arrays and polylines (:func:`globscope.bundle.model_point_arrays`)
+    plus ``loss`` (the recorded evaluation loss, when the manifest has it)."""
+    from globscope.bundle import model_point_arrays as core_arrays
+
+    arrays, lines = core_arrays(cs, Z, errors)
     if "eval_loss" in arrays:
         arrays["loss"] = arrays["eval_loss"]
-    if Z.shape[1] == 4:
-        arrays["w"] = Z[:, 3]
-    lines = []
-    for r in runs:
-        idx = sorted((i for i, c in enumerate(cks) if c.run == r), key=lambda i: (_epoch(cks[i]), cks[i].step or 0))
-        if len(idx) > 1:
-            lines.append(np.array(idx))
     return arrays, lines
 
 

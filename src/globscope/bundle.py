@@ -63,34 +63,47 @@ class Bundle:
         return result
 
 
-def write_model_points(path, Z: np.ndarray, cs: CheckpointSet, errors: np.ndarray) -> None:
-    """Write the encoded models as a .vtp: one point per model, one polyline per run.
+def model_point_arrays(cs: CheckpointSet, Z: np.ndarray, errors: np.ndarray) -> tuple[dict, list]:
+    """Point arrays and polylines of the encoded models of ``cs``.
 
-    Point arrays: ``variant`` (name), ``variant_id``, ``epoch``, ``reconstruction_error`` and
-    every metric the manifest records (``eval_loss``, ``eval_accuracy``, ``train_loss``).
-    For d = 4 the fourth latent coordinate is the array ``w``.
+    Parameters
+    ----------
+    Z : array of shape (N, d)
+        Latent points of the checkpoints, in manifest order.
+    errors : array of shape (N,)
+        Reconstruction error of each model.
+
+    Returns
+    -------
+    arrays : dict
+        ``variant`` (name), ``variant_id``, ``epoch``, ``reconstruction_error``, every metric the
+        manifest records (``eval_loss``, ``eval_accuracy``, ``train_loss``) and, for d = 4, ``w``
+        (the fourth latent coordinate).
+    lines : list of int arrays
+        One polyline per run (of at least two checkpoints), in training order.
     """
     Z = np.asarray(Z, dtype=np.float64)
-    runs = cs.runs
-    variant = np.array([c.variant or c.run for c in cs.checkpoints], dtype=object)
+    runs, cks = cs.runs, cs.checkpoints
     arrays = {
-        "variant": variant,
-        "variant_id": np.array([runs.index(c.run) for c in cs.checkpoints], dtype=np.int32),
-        "epoch": np.array([c.epoch if c.epoch is not None else (c.step or 0) for c in cs.checkpoints], np.int64),
+        "variant": np.array([c.variant or c.run for c in cks], dtype=object),
+        "variant_id": np.array([runs.index(c.run) for c in cks], dtype=np.int32),
+        "epoch": np.array([c.position for c in cks], np.int64),
         "reconstruction_error": np.asarray(errors, dtype=np.float64),
     }
-    metric_names = sorted({k for c in cs.checkpoints for k in c.metrics})
-    for m in metric_names:
-        arrays[m] = np.array([c.metrics.get(m, np.nan) for c in cs.checkpoints], dtype=np.float64)
+    for m in sorted({k for c in cks for k in c.metrics}):
+        arrays[m] = np.array([c.metrics.get(m, np.nan) for c in cks], dtype=np.float64)
     if Z.shape[1] == 4:
         arrays["w"] = Z[:, 3]
-    lines = []
-    for r in runs:
-        idx = [i for i, c in enumerate(cs.checkpoints) if c.run == r]
-        idx.sort(key=lambda i: (cs.checkpoints[i].epoch or 0, cs.checkpoints[i].step or 0))
-        if len(idx) > 1:
-            lines.append(np.array(idx))
-    write_poly_data(path, Z[:, :3], arrays, lines=lines, field_data={"runs": np.array(runs, dtype=object)})
+    lines = [np.array(idx) for idx in map(cs.run_indices, runs) if len(idx) > 1]
+    return arrays, lines
 
 
-__all__ = ["Bundle", "write_model_points"]
+def write_model_points(path, Z: np.ndarray, cs: CheckpointSet, errors: np.ndarray) -> None:
+    """Write the encoded models as a .vtp: one point per model (arrays of
+    :func:`model_point_arrays`), one polyline per run, the run names as field data ``runs``."""
+    arrays, lines = model_point_arrays(cs, Z, errors)
+    write_poly_data(path, np.asarray(Z, dtype=np.float64)[:, :3], arrays, lines=lines,
+                    field_data={"runs": np.array(cs.runs, dtype=object)})
+
+
+__all__ = ["Bundle", "model_point_arrays", "write_model_points"]

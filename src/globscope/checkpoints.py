@@ -112,6 +112,11 @@ class Checkpoint:
     variant: str | None = None
     metrics: dict = field(default_factory=dict)
 
+    @property
+    def position(self) -> int:
+        """How far training had got: the epoch, else the step (0 when neither is known)."""
+        return self.epoch if self.epoch is not None else (self.step or 0)
+
     def to_dict(self) -> dict:
         d = {"file": self.file, "run": self.run, "variant": self.variant or self.run,
              "epoch": self.epoch, "step": self.step, "task": self.task}
@@ -206,6 +211,11 @@ class CheckpointSet:
     def runs(self) -> list[str]:
         """Run names in order of first appearance."""
         return list(dict.fromkeys(c.run for c in self.checkpoints))
+
+    def run_indices(self, run: str) -> list[int]:
+        """Indices of ``run``'s checkpoints in training order (epoch, then step)."""
+        cks = self.checkpoints
+        return sorted((i for i, c in enumerate(cks) if c.run == run), key=lambda i: (cks[i].position, cks[i].step or 0))
 
     def path(self, i: int) -> Path:
         return self.root / self.checkpoints[i].file

@@ -52,8 +52,7 @@ def final_model_basins(topology_dir, Z, cs: CheckpointSet) -> dict:
     grid = LatentGrid(f.origin[:f.values.ndim], f.spacing[:f.values.ndim], f.values.shape)
     out = {}
     for run in cs.runs:
-        last = max((i for i, c in enumerate(cs.checkpoints) if c.run == run),
-                   key=lambda i: (cs.checkpoints[i].epoch or 0, cs.checkpoints[i].step or 0))
+        last = cs.run_indices(run)[-1]
         vid, _ = grid.nearest_vertex(Z[last:last + 1])
         arc = int(f.values.ravel(order="F")[vid[0]])
         leaf = 0 <= arc < len(leaf_vertices)
