@@ -514,11 +514,12 @@ class _TopologyFilter(GlobscopeAlgorithm):
         return img, arr, F, res
 
 
-def _grid_coords(img, vertex_ids):
-    P = np.zeros((len(vertex_ids), 3))
-    for n, v in enumerate(np.asarray(vertex_ids, dtype=np.int64)):
-        P[n] = img.GetPoint(int(v))
-    return P
+def _grid_coords(img, vertex_ids) -> np.ndarray:
+    """Positions (n, 3) of image vertices given by VTK point id (``img.GetPoint``, vectorised)."""
+    dims = img.GetDimensions()
+    idx = np.stack(np.unravel_index(np.asarray(vertex_ids, dtype=np.int64), dims, order="F"), 1)
+    start = np.asarray(img.GetExtent()[::2])
+    return np.asarray(img.GetOrigin()) + (idx + start) * np.asarray(img.GetSpacing())
 
 
 def diagram(pairs, crit_types_birth=0, death_types=None):
@@ -587,14 +588,6 @@ class TopologicalSimplification(_TopologyFilter):
                                            "RemovedPairs": np.array([len(res.simplification.removed_minima)])})
 
 
-def region_type(tree) -> np.ndarray:
-    """Per arc TTK's ArcType: 0 when it starts at a leaf (a basin), 1 when it ends at the root,
-    2 between two saddles."""
-    leaf = tree.node_type[tree.arc_down] == 0
-    root = tree.node_type[np.maximum(tree.arc_up, 0)] == 3
-    return np.where(leaf, 0, np.where(root, 1, 2)).astype(np.int32)
-
-
 class MergeTree(_TopologyFilter):
     """Join tree of the input field in TTK FTM's layout (``TreeType`` = Join Tree):
 
@@ -615,17 +608,12 @@ class MergeTree(_TopologyFilter):
         img, arr, F, res = self._analyze(inInfo, 0.0)
         t = res.join_tree
         nodes_xyz = _grid_coords(img, t.node_vertex)
-        nodes = vc.unstructured_grid(
-            nodes_xyz, np.arange(t.n_nodes)[:, None], VTK_VERTEX,
-            point_data={"NodeId": np.arange(t.n_nodes, dtype=np.int32), "VertexId": t.node_vertex.astype(np.int32),
-                        "Scalar": t.node_scalar.astype(np.float64), "CriticalType": t.node_type.astype(np.int32)})
-        rt = region_type(t)
+        node_arrays = t.node_arrays()
+        nodes = vc.unstructured_grid(nodes_xyz, np.arange(t.n_nodes)[:, None], VTK_VERTEX, point_data=node_arrays)
+        rt = t.region_type
         arcs = vc.unstructured_grid(
             nodes_xyz, np.stack([t.arc_down, t.arc_up], axis=1), VTK_LINE,
-            point_data={"NodeId": np.arange(t.n_nodes, dtype=np.int32), "Scalar": t.node_scalar.astype(np.float64)},
-            cell_data={"upNodeId": t.arc_up.astype(np.int32), "downNodeId": t.arc_down.astype(np.int32),
-                       "SegmentationId": np.arange(t.n_arcs, dtype=np.int32),
-                       "RegionSize": t.region_size.astype(np.int32), "RegionType": rt})
+            point_data={k: node_arrays[k] for k in ("NodeId", "Scalar")}, cell_data=t.arc_arrays())
         seg = vtkImageData()
         seg.ShallowCopy(img)
         seg_ids = t.segmentation.astype(np.int32)
@@ -756,5 +744,5 @@ class Basins(GlobscopeAlgorithm):
 
 __all__ = ["CheckpointSetReader", "ManifoldFilter", "LossLandscape", "PersistenceDiagram",
            "TopologicalSimplification", "MergeTree", "ProjectModels", "Basins", "cache_dir", "diagram",
-           "region_type", "sample_image", "open_checkpoint_set", "fit_or_load_manifold", "model_point_arrays",
+           "sample_image", "open_checkpoint_set", "fit_or_load_manifold", "model_point_arrays",
            "Aborted"]

@@ -117,22 +117,19 @@ def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
     files = ["persistence_pairs.csv", "critical_points.csv", "merge_tree_nodes.csv", "merge_tree_arcs.csv"]
 
     pos = field.coordinates(t.node_vertex)
-    node_arrays = {"NodeId": np.arange(t.n_nodes, dtype=np.int32), "VertexId": t.node_vertex.astype(np.int64),
-                   "Scalar": t.node_scalar, "CriticalType": t.node_type.astype(np.int32)}
+    node_arrays = t.node_arrays()
     if pos.shape[1] == 4:
         node_arrays["w"] = pos[:, 3]
     n_nodes, n_arcs = t.n_nodes, t.n_arcs
-    none_n, none_a = np.full(n_nodes, -1, np.int32), np.full(n_arcs, -1, np.int32)
+    # one grid of both kinds of cells: node vertices first (arc arrays -1), then arc lines
+    cell_data = {"NodeId": np.concatenate([node_arrays["NodeId"], np.full(n_arcs, -1, np.int32)])}
+    for name, a in t.arc_arrays().items():
+        cell_data[name] = np.concatenate([np.full(n_nodes, -1, a.dtype), a])
     write_unstructured_grid(
         out / "topology.vtu", pos[:, :3],
         [[i] for i in range(n_nodes)] + [[int(a), int(b)] for a, b in zip(t.arc_down, t.arc_up)],
         [VTK_VERTEX] * n_nodes + [VTK_LINE] * n_arcs,
-        point_data=node_arrays,
-        cell_data={"NodeId": np.concatenate([np.arange(n_nodes, dtype=np.int32), none_a]),
-                   "SegmentationId": np.concatenate([none_n, np.arange(n_arcs, dtype=np.int32)]),
-                   "downNodeId": np.concatenate([none_n, t.arc_down.astype(np.int32)]),
-                   "upNodeId": np.concatenate([none_n, t.arc_up.astype(np.int32)]),
-                   "RegionSize": np.concatenate([none_n, t.region_size.astype(np.int32)])})
+        point_data=node_arrays, cell_data=cell_data)
     files.append("topology.vtu")
 
     shape = field.values.shape

@@ -182,6 +182,26 @@ class JoinTree:
         return np.bincount(self.arc_down, minlength=self.n_nodes)
 
     @property
+    def region_type(self) -> np.ndarray:
+        """TTK's ``RegionType`` of each arc, shape (n_arcs,): 0 when it starts at a leaf (a basin),
+        1 when it ends at the root, 2 between two saddles."""
+        leaf = self.node_type[self.arc_down] == 0
+        root = self.node_type[np.maximum(self.arc_up, 0)] == 3
+        return np.where(leaf, 0, np.where(root, 1, 2)).astype(np.int32)
+
+    def node_arrays(self) -> dict:
+        """Per-node arrays under TTK's names: ``NodeId``, ``VertexId``, ``Scalar``, ``CriticalType``."""
+        return {"NodeId": np.arange(self.n_nodes, dtype=np.int32), "VertexId": self.node_vertex.astype(np.int64),
+                "Scalar": self.node_scalar.astype(np.float64), "CriticalType": self.node_type.astype(np.int32)}
+
+    def arc_arrays(self) -> dict:
+        """Per-arc arrays under TTK's names: ``SegmentationId``, ``downNodeId``, ``upNodeId``,
+        ``RegionSize``, ``RegionType``."""
+        return {"SegmentationId": np.arange(self.n_arcs, dtype=np.int32),
+                "downNodeId": self.arc_down.astype(np.int32), "upNodeId": self.arc_up.astype(np.int32),
+                "RegionSize": self.region_size.astype(np.int32), "RegionType": self.region_type}
+
+    @property
     def region_size(self) -> np.ndarray:
         """Vertices of each arc's segmentation, its end nodes excluded (TTK's RegionSize)."""
         counts = np.bincount(self.segmentation[self.segmentation >= 0], minlength=self.n_arcs)
