@@ -107,6 +107,7 @@ def run_demo(out, task: str = "digits-mlp", dim: int = 2, seed: int = 0, n_varia
     # Later stages key on the files they read, not on the settings that made them: a manifold
     # refitted in place (another device, `globscope fit --out`) invalidates everything after it.
     inputs = {"zoo": cs.fingerprint(), "manifold": hash_file(root / "manifold.pt")}
+    Z = ae.transform(W)
 
     def comp():
         rows = compare(W, dim, seed=seed, fitted={"autoencoder": ae}, progress=bar("fitting baselines"))
@@ -117,10 +118,10 @@ def run_demo(out, task: str = "digits-mlp", dim: int = 2, seed: int = 0, n_varia
                    ["reconstruction.csv", "reconstruction.json"], comp)["rows"]
 
     b.stage("points", inputs, ["models.vtp"],
-            lambda: write_model_points(root / "models.vtp", ae.transform(W), cs, per_model_error(ae, W)))
+            lambda: write_model_points(root / "models.vtp", Z, cs, per_model_error(ae, W)))
 
     def land():
-        s = compute_landscape(ae, t, ae.transform(W), root, resolution=resolution, margin=0.1, W=W,
+        s = compute_landscape(ae, t, Z, root, resolution=resolution, margin=0.1, W=W,
                               buffers=buffers, manifold_id=inputs["manifold"],
                               progress=bar(f"loss landscape {resolution}×{resolution}" if dim == 2
                                            else f"loss landscape {resolution}^{dim}"))
@@ -143,7 +144,7 @@ def run_demo(out, task: str = "digits-mlp", dim: int = 2, seed: int = 0, n_varia
                                     "persistence": persistence},
                        topo_files, lambda: run_topology(land_file, TOPOLOGY_ARRAY, persistence, out=root / "topology",
                                                         progress=bar("topology")))
-    basins = final_model_basins(root / "topology", ae.transform(W), cs)
+    basins = final_model_basins(root / "topology", Z, cs)
 
     render = {}
     if dim <= 3 and with_render:
