@@ -24,7 +24,7 @@ from vtkmodules.vtkCommonCore import vtkOutputWindow
 from vtkmodules.vtkCommonDataModel import VTK_LINE, VTK_VERTEX, vtkDataObject, vtkImageData, vtkPolyData, vtkTable
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
-from globscope.errors import GlobscopeError
+from globscope.errors import Aborted, GlobscopeError
 from python_filters import vtkconv as vc
 
 log = logging.getLogger("globscope.filters")
@@ -32,10 +32,6 @@ log = logging.getLogger("globscope.filters")
 METHODS = ("autoencoder", "pca", "kernel-pca", "umap")
 DEVICES = ("auto", "cpu", "cuda")
 BN_MODES = ("recompute", "reference")
-
-
-class Aborted(RuntimeError):
-    """The user pressed abort (``CheckAbort``)."""
 
 
 def cache_dir() -> Path:
@@ -93,18 +89,13 @@ class GlobscopeAlgorithm(VTKPythonAlgorithmBase):
             self.execute(inInfo, outInfo)
             self.UpdateProgress(1.0)
             return 1
-        except Aborted:
+        except Aborted:  # the user pressed abort; finished work stays cached
             _error(f"{type(self).__name__}: aborted by the user")
             return 0
         except GlobscopeError as e:  # the user's mistake (or the core's abort): its message only
             _error(f"{type(self).__name__}: {e}")
             return 0
-        except Exception as e:  # noqa: BLE001 - a bug: the traceback, in ParaView's output window; keep the session
-            from globscope.topology.analysis import TopologyAborted
-
-            if isinstance(e, TopologyAborted):
-                _error(f"{type(self).__name__}: aborted by the user")
-                return 0
+        except Exception:  # noqa: BLE001 - a bug: the traceback, in ParaView's output window; keep the session
             import traceback
 
             _error(f"{type(self).__name__} failed:\n{traceback.format_exc()}")
@@ -744,5 +735,4 @@ class Basins(GlobscopeAlgorithm):
 
 __all__ = ["CheckpointSetReader", "ManifoldFilter", "LossLandscape", "PersistenceDiagram",
            "TopologicalSimplification", "MergeTree", "ProjectModels", "Basins", "cache_dir", "diagram",
-           "sample_image", "open_checkpoint_set", "fit_or_load_manifold", "model_point_arrays",
-           "Aborted"]
+           "sample_image", "open_checkpoint_set", "fit_or_load_manifold", "model_point_arrays"]

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from globscope.checkpoints import Checkpoint, CheckpointSet
-from globscope.landscape import Aborted, LatentGrid, compute_landscape, run_landscape
+from globscope.errors import Aborted
+from globscope.landscape import LatentGrid, compute_landscape, run_landscape
 from globscope.landscape.driver import CACHE_DIR
 from globscope.manifolds import make_manifold
 from globscope.tasks import get_task

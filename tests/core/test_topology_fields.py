@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from globscope.errors import Aborted
+
 from globscope.topology import (
-    TopologyAborted,
     analyze,
     critical_points,
     join_tree,
@@ -176,7 +177,7 @@ def test_callbacks_and_bad_input():
     seen = []
     analyze(F, progress=seen.append)
     assert seen[-1] == 1.0 and seen == sorted(seen)
-    with pytest.raises(TopologyAborted):
+    with pytest.raises(Aborted):
         analyze(F, should_abort=lambda: True)
     with pytest.raises(ValueError):
         analyze(np.zeros((2, 2, 2, 2, 2)))

@@ -14,11 +14,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from globscope.errors import GlobscopeError
+from globscope.errors import Aborted, GlobscopeError
 from globscope.fileio import hash_file, hash_json, read_json, write_json
 from globscope.landscape.batchnorm import stack_buffers
 from globscope.landscape.distributed import Context, context
-from globscope.landscape.evaluate import Aborted, BatchedEvaluator, resolve_device
+from globscope.landscape.evaluate import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
 from globscope.landscape.store import ChunkStore
 from globscope.tasks import Task, get_task
@@ -492,5 +492,5 @@ def run_landscape(manifold_path, out, task: str | None = None, checkpoint_set=No
     return summary
 
 
-__all__ = ["compute_landscape", "run_landscape", "compute_field", "write_fields", "fidelity", "Aborted",
+__all__ = ["compute_landscape", "run_landscape", "compute_field", "write_fields", "fidelity",
            "make_decoder", "make_code_decoder", "resolve_inputs", "non_finite_counts", "log_loss", "DEFAULT_CHUNK_POINTS"]

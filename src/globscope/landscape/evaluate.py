@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from globscope.errors import GlobscopeError
+from globscope.errors import Aborted, GlobscopeError
 from globscope.landscape.batchnorm import StatisticsProbe, batchnorm_modules, check_bn_mode
 from globscope.tasks import Task
 
@@ -101,10 +101,6 @@ def memory_budget(device: torch.device) -> int:
 
 
 _default_budget = memory_budget
-
-
-class Aborted(GlobscopeError):
-    """``should_abort()`` returned True; work already finished (stored chunks) is kept."""
 
 
 class _threads:
@@ -739,7 +735,7 @@ class BatchedEvaluator:
         progress : callable(float), optional
             Called with the fraction of models done after each batch.
         should_abort : callable() -> bool, optional
-            Polled before each batch; True raises ``globscope.landscape.Aborted``.
+            Polled before each batch; True raises ``globscope.errors.Aborted``.
 
         Returns
         -------

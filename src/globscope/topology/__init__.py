@@ -9,7 +9,7 @@ Main entry point: :func:`analyze`. Building blocks: :func:`persistence_pairs`,
 :func:`critical_points`, :func:`join_tree`, :func:`simplify`, :func:`vertex_order`.
 """
 
-from .analysis import TopologyAborted, analyze
+from .analysis import analyze
 from .critical_points import critical_points
 from .grid import link_adjacency, neighbor_offsets, vertex_ids, vertex_index
 from .merge_tree import join_tree
@@ -28,7 +28,6 @@ from .simplification import simplify
 
 __all__ = [
     "analyze",
-    "TopologyAborted",
     "persistence_pairs",
     "critical_points",
     "join_tree",

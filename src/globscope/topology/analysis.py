@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from globscope.errors import Aborted
+
 from .critical_points import critical_points
 from .merge_tree import tree_from_sweep
 from .order import prepare_field
@@ -12,11 +14,7 @@ from .results import TopologyResult
 from .simplification import absolute_threshold, simplify_pairs
 from .sweep import sublevel_sweep
 
-__all__ = ["analyze", "TopologyAborted"]
-
-
-class TopologyAborted(RuntimeError):
-    """Raised when ``should_abort()`` returned true."""
+__all__ = ["analyze"]
 
 
 def analyze(F, persistence: float = 0.0, absolute: bool = False, mask=None, *,
@@ -37,7 +35,7 @@ def analyze(F, persistence: float = 0.0, absolute: bool = False, mask=None, *,
     progress : callable(float), optional
         Called with the fraction done (0..1) between stages.
     should_abort : callable() -> bool, optional
-        Polled between stages; :class:`TopologyAborted` is raised when it returns true.
+        Polled between stages; :class:`globscope.errors.Aborted` is raised when it returns true.
 
     Returns
     -------
@@ -54,7 +52,7 @@ def analyze(F, persistence: float = 0.0, absolute: bool = False, mask=None, *,
         if progress is not None:
             progress(frac)
         if should_abort is not None and should_abort():
-            raise TopologyAborted(f"aborted after {name}")
+            raise Aborted(f"aborted after {name}")
         return time.perf_counter()
 
     t = time.perf_counter()
