@@ -317,7 +317,8 @@ def main():
         print(f"{t:12} {r['li_models_per_s']:9.1f} {r['loop_models_per_s']:9.1f} {r['engine_models_per_s']:10.1f} "
               f"{r['ratio_vs_li']:7.1f} {r['ratio_vs_loop']:6.2f} {r['gflops']:8.1f} "
               f"{100 * r['gflops'] / peak:6.0f}% {r['max_abs_diff']:10.2e}  "
-              f"{r['engine_formulation']}, {r['engine_threads']} thr, {r['batch_models']} models × {r['data_batch']} examples")
+              f"{r['engine_formulation']}, {r['engine_threads']} thr, "
+              f"{r['batch_models']} models × {r['data_batch']} examples")
         print(f"{'':12} candidates (ms/model): "
               + ", ".join(f"{k} {v:.3g}" for k, v in r["candidates_ms_per_model"].items()))
     print("(d) factored first layer, from the latent points (codes and later-layer decoding timed); "
@@ -329,7 +330,8 @@ def main():
             print(f"{t:12} n/a (no Linear first layer on the data)")
             continue
         print(f"{t:12} {r['factored_K']:4d} {r['factored_precomputed_mib']:6.1f} {r['factored_models_per_s']:9.1f} "
-              f"{r['factored_ratio_vs_li']:7.1f} {r['factored_ratio_vs_loop']:6.2f} {r['factored_ratio_vs_engine']:6.2f} "
+              f"{r['factored_ratio_vs_li']:7.1f} {r['factored_ratio_vs_loop']:6.2f} "
+              f"{r['factored_ratio_vs_engine']:6.2f} "
               f"{r['factored_effective_gflops']:9.1f} {100 * r['factored_effective_gflops'] / peak:6.0f}% "
               f"{r['factored_actual_gflops']:9.1f} {r['factored_max_abs_diff_vs_li']:10.2e}  "
               f"{r['factored_threads']} thr, {r['factored_batch_models']} models × {r['factored_data_batch']} examples")

@@ -414,9 +414,10 @@ class LossLandscape(GlobscopeAlgorithm):
         self._set("bn", BN_MODES[v] if isinstance(v, int) else str(v))
 
     def execute(self, inInfo, outInfo):
+        from vtkmodules.vtkIOXML import vtkXMLImageDataReader
+
         from globscope.fileio import hash_file
         from globscope.landscape import run_landscape
-        from vtkmodules.vtkIOXML import vtkXMLImageDataReader
 
         src = vtkDataObject.GetData(inInfo[0].GetInformationObject(0))
         mpath = _manifold_of(src)
@@ -608,8 +609,8 @@ class MergeTree(_TopologyFilter):
         seg = vtkImageData()
         seg.ShallowCopy(img)
         seg_ids = t.segmentation.astype(np.int32)
-        vc.add_arrays(seg.GetPointData(), {"SegmentationId": seg_ids,
-                                           "RegionType": np.where(seg_ids >= 0, rt[seg_ids.clip(0)], -1).astype(np.int32)})
+        region = np.where(seg_ids >= 0, rt[seg_ids.clip(0)], -1).astype(np.int32)
+        vc.add_arrays(seg.GetPointData(), {"SegmentationId": seg_ids, "RegionType": region})
         for port, obj in enumerate((nodes, arcs, seg)):
             vtkDataObject.GetData(outInfo.GetInformationObject(port)).ShallowCopy(obj)
 
@@ -714,7 +715,8 @@ class Basins(GlobscopeAlgorithm):
         seg = vtkImageData.GetData(inInfo[1].GetInformationObject(0))
         if seg.GetPointData().GetArray("SegmentationId") is None:
             names = [seg.GetPointData().GetArrayName(i) for i in range(seg.GetPointData().GetNumberOfArrays())]
-            raise GlobscopeError(f"port 1 has no SegmentationId array (connect a merge tree's segmentation); it has {names}")
+            raise GlobscopeError(f"port 1 has no SegmentationId array (connect a merge tree's segmentation); "
+                                 f"it has {names}")
         from globscope.landscape import LatentGrid
 
         d = 3 if seg.GetDimensions()[2] > 1 else 2

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 from vtkmodules.util import numpy_support as ns
-from vtkmodules.vtkCommonCore import vtkPoints, vtkStringArray, vtkIdTypeArray
-from vtkmodules.vtkCommonDataModel import (vtkCellArray, vtkImageData, vtkPolyData, vtkTable,
-                                           vtkUnstructuredGrid, VTK_LINE, VTK_VERTEX)
+from vtkmodules.vtkCommonCore import vtkIdTypeArray, vtkPoints, vtkStringArray
+from vtkmodules.vtkCommonDataModel import (
+    VTK_LINE,
+    VTK_VERTEX,
+    vtkCellArray,
+    vtkImageData,
+    vtkPolyData,
+    vtkTable,
+    vtkUnstructuredGrid,
+)
 
 
 def to_vtk_array(name: str, values):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -154,7 +154,7 @@ class CheckpointSet:
         return len(self.checkpoints)
 
     @classmethod
-    def open(cls, root, prefix: str | None = None) -> "CheckpointSet":
+    def open(cls, root, prefix: str | None = None) -> CheckpointSet:
         """Read ``root/manifest.json`` (``root`` may also be the manifest itself)."""
         root = Path(root)
         if root.is_file() and root.name == MANIFEST:

@@ -215,7 +215,8 @@ def _cmd_landscape(a, bars):
         print(f"non-finite loss at {nf['total']} points (NaN {nf['nan']}, +inf {nf['posinf']}), kept in the field")
     if "fidelity" in s:
         f = s["fidelity"]["field_vs_direct"]
-        print(f"fidelity at the {s['n_models']} input models: |field - direct loss| mean {f['mae']:.4g}, max {f['max']:.4g}")
+        print(f"fidelity at the {s['n_models']} input models: |field - direct loss| mean {f['mae']:.4g}, "
+              f"max {f['max']:.4g}")
     print(f"wrote {', '.join(str(Path(a.out) / f) for f in s['files'])} and {Path(a.out) / 'landscape.json'}")
 
 
@@ -339,8 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-points", type=_at_least(1), default=DEFAULT_CHUNK_POINTS,
                    help="grid points per stored chunk (resume granularity)")
     s.add_argument("--max-batch-models", type=_at_least(1), help="most models per forward pass (default: from memory)")
-    s.add_argument("--threads", type=_at_least(1), help="CPU threads (default: torch's, or fewer where --formulation auto "
-                                                "measures that to be faster)")
+    s.add_argument("--threads", type=_at_least(1), help="CPU threads (default: torch's, or fewer where "
+                                                         "--formulation auto measures that to be faster)")
     s.set_defaults(fn=_cmd_landscape)
 
     s = sub.add_parser("topology", help="persistence pairs, simplification, merge (join) tree and basins "

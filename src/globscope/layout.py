@@ -7,8 +7,8 @@ statistics, counters) are not trainable and are kept apart from the vector.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class ParameterLayout:
         return [e.name for e in self.entries]
 
     @classmethod
-    def from_module(cls, module: torch.nn.Module) -> "ParameterLayout":
+    def from_module(cls, module: torch.nn.Module) -> ParameterLayout:
         """Layout of ``module``: ``named_parameters()`` order, its buffers apart."""
         entries = [
             ParameterEntry(n, tuple(p.shape), str(p.dtype).removeprefix("torch."))
@@ -68,7 +68,7 @@ class ParameterLayout:
         return cls(entries, [n for n, _ in module.named_buffers()])
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, torch.Tensor], buffers=()) -> "ParameterLayout":
+    def from_state_dict(cls, state: Mapping[str, torch.Tensor], buffers=()) -> ParameterLayout:
         """Layout of a state dict whose floating tensors not named in ``buffers`` are parameters."""
         buffers = set(buffers)
         entries = [
@@ -85,7 +85,7 @@ class ParameterLayout:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ParameterLayout":
+    def from_dict(cls, d: dict) -> ParameterLayout:
         return cls([ParameterEntry(n, tuple(s), t) for n, s, t in d["entries"]], d.get("buffers", ()))
 
     def __eq__(self, other) -> bool:

@@ -288,7 +288,7 @@ def _read_appended(blob, offset, dtype, header, compressed, encoding):
     hfmt = "Q" if hsize == 8 else "I"
     if encoding == "base64":
         text = blob.decode().strip()[offset:]
-        return _decode_binary(text, dtype, header, compressed) if compressed else _decode_binary(text, dtype, header, False)
+        return _decode_binary(text, dtype, header, compressed)
     data = blob[offset:]
     if compressed:
         nblocks = struct.unpack(f"<{hfmt}", data[:hsize])[0]

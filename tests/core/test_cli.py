@@ -13,7 +13,8 @@ def globscope(*args, cwd=None):
 
 @pytest.mark.parametrize("args, message", [
     (["landscape", "m.pt", "--resolution", "1", "--out", "o"], "--resolution: must be at least 2, got 1"),
-    (["landscape", "m.pt", "--resolution", "8", "--chunk-points", "0", "--out", "o"], "--chunk-points: must be at least 1"),
+    (["landscape", "m.pt", "--resolution", "8", "--chunk-points", "0", "--out", "o"],
+     "--chunk-points: must be at least 1"),
     (["zoo", "digits-mlp", "--out", "o", "--epochs", "x"], "--epochs: 'x' is not an integer"),
 ])
 def test_bad_arguments_are_refused_by_name(args, message, tmp_path):

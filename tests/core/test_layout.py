@@ -12,7 +12,7 @@ def _randomised(module, seed=0):
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g))
-        for n, b in module.named_buffers():
+        for b in module.buffers():
             if b.is_floating_point():
                 b.copy_(torch.rand(b.shape, generator=g))
     return module

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from globscope.errors import Aborted
-
 from globscope.topology import (
     analyze,
     critical_points,
@@ -66,7 +65,7 @@ def test_gaussian_wells_minima_and_tree(d):
     # each basin's segmentation contains its minimum and every vertex has an arc
     seg = to_grid(tree.segmentation, shape)
     assert seg.min() >= 0
-    for i, c in enumerate(centres):
+    for c in centres:
         assert seg[_grid_min(shape, c)] == list(tree.node_vertex).index(
             int(vertex_ids(shape, _grid_min(shape, c))))
 

@@ -82,8 +82,8 @@ def test_bad_inputs_name_the_file(tmp_path):
         read_grid_field(tmp_path / "p.vtp", "a")
     with pytest.raises(GlobscopeError, match=r"missing.vti: file not found"):
         read_grid_field(tmp_path / "missing.vti")
-    from globscope.vtkxml import _data_array, _file
     from globscope.fileio import write_bytes
+    from globscope.vtkxml import _data_array, _file
     body = ('<ImageData WholeExtent="0 1 0 0 0 0" Origin="0 0 0" Spacing="1 1 1"><Piece Extent="0 1 0 0 0 0">'
             f'<PointData>{_data_array("v", np.zeros((2, 3)), 3)}</PointData></Piece></ImageData>')
     write_bytes(tmp_path / "vec.vti", _file("ImageData", body))

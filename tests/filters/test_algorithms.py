@@ -128,7 +128,6 @@ def test_manifold_file_refit_in_place_is_reloaded(A, digits_zoo, digits_weights,
     import os
 
     from globscope.manifolds import make_manifold
-
     from python_filters import vtkconv as vc
 
     path = tmp_path / "man.pt"
@@ -171,7 +170,6 @@ def test_folder_without_manifest_is_indexed_in_memory(A, digits_zoo, tmp_path):
     import shutil
 
     from globscope.checkpoints import index_folder
-
     from python_filters import vtkconv as vc
 
     data = tmp_path / "data"
@@ -208,10 +206,9 @@ def output_window():
 
 
 def test_user_mistakes_are_one_line_bugs_keep_their_traceback(A, output_window):
-    from globscope.errors import GlobscopeError
-
     from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer
 
+    from globscope.errors import GlobscopeError
     from python_filters import vtkconv as vc
 
     r = A.CheckpointSetReader()  # no FileName

@@ -30,9 +30,10 @@ def test_hook_is_needed_on_511_and_fixes_it(pv):
     env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep) if not p.endswith("compat"))
     r = subprocess.run([pl.find_executable("pvpython"), "-c", probe], env=env, capture_output=True, text=True,
                        timeout=120)
-    src = open(subprocess.run([pl.find_executable("pvpython"), "-c",
-                               "import importlib.util as u; print(u.find_spec('paraview').submodule_search_locations[0])"],
-                              env=env, capture_output=True, text=True).stdout.strip() + "/detail/pythonalgorithm.py").read()
+    where = "import importlib.util as u; print(u.find_spec('paraview').submodule_search_locations[0])"
+    pv_dir = subprocess.run([pl.find_executable("pvpython"), "-c", where], env=env, capture_output=True,
+                            text=True).stdout.strip()
+    src = open(pv_dir + "/detail/pythonalgorithm.py").read()
     if "getargspec" in src:
         assert r.returncode != 0 and "getargspec" in r.stderr
     rc, out, err, res = pv("pvpython", HOOK + probe)
@@ -41,7 +42,8 @@ def test_hook_is_needed_on_511_and_fixes_it(pv):
 
 
 def test_load_plugin_route(pv):
-    rc, out, err, res = pv("pvpython", HOOK + f"from paraview.simple import *\nLoadPlugin({PLUGIN!r}, remote=False)\n" + CHECK)
+    script = HOOK + f"from paraview.simple import *\nLoadPlugin({PLUGIN!r}, remote=False)\n" + CHECK
+    rc, out, err, res = pv("pvpython", script)
     assert rc == 0, err[-3000:]
     assert res and all(res[0].values()), res
 

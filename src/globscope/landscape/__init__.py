@@ -7,8 +7,13 @@ Core layer: no VTK, no ParaView.
 """
 
 from globscope.landscape.batchnorm import BN_MODES
-from globscope.landscape.driver import (DEFAULT_CHUNK_POINTS, compute_field, compute_landscape,
-                                        run_landscape, write_fields)
+from globscope.landscape.driver import (
+                                        DEFAULT_CHUNK_POINTS,
+                                        compute_field,
+                                        compute_landscape,
+                                        run_landscape,
+                                        write_fields,
+)
 from globscope.landscape.evaluate import FORMULATIONS, BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
 from globscope.landscape.store import ChunkStore

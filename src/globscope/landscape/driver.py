@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -383,7 +383,8 @@ def fidelity(manifold, task: Task, ev: BatchedEvaluator, grid: LatentGrid, loss_
                                          if ev.formulation != "auto" else "vmap", memory_budget=ev.budget)
             bufs = stack_buffers(buffers, direct_ev.buffer_keys)
         else:
-            log.warning("fidelity: no buffers for the BatchNorm input models; evaluating them with recomputed statistics")
+            log.warning("fidelity: no buffers for the BatchNorm input models; evaluating them with recomputed "
+                        "statistics")
     direct, _ = direct_ev.evaluate(torch.as_tensor(np.asarray(W, dtype=np.float32)), bufs)
     if ev.bn == "reference":
         dec_bufs = stack_buffers(buffers, ev.buffer_keys)
@@ -493,4 +494,5 @@ def run_landscape(manifold_path, out, task: str | None = None, checkpoint_set=No
 
 
 __all__ = ["compute_landscape", "run_landscape", "compute_field", "write_fields", "fidelity",
-           "make_decoder", "make_code_decoder", "resolve_inputs", "non_finite_counts", "log_loss", "DEFAULT_CHUNK_POINTS"]
+           "make_decoder", "make_code_decoder", "resolve_inputs", "non_finite_counts", "log_loss",
+           "DEFAULT_CHUNK_POINTS"]

@@ -471,7 +471,8 @@ class BatchedEvaluator:
         P = torch.addmm(a1, A1, self.x.flatten(1).t()).view(K + 1, out * self.n_eval)  # rows (k, j), columns i
         first = {f"{self.first_linear}.weight", f"{self.first_linear}.bias"}
         rest = [(n, o, e) for n, (o, e) in spans.items() if n not in first]
-        cols = torch.cat([torch.arange(o, o + e.size) for _, o, e in rest]) if rest else torch.zeros(0, dtype=torch.long)
+        cols = (torch.cat([torch.arange(o, o + e.size) for _, o, e in rest]) if rest
+                else torch.zeros(0, dtype=torch.long))
         cols = cols.to(self.device)
         self._head = {"K": K, "out": out, "P": P, "blocks": {}, "A_rest": A[:, cols].contiguous(),
                       "b_rest": b[cols].contiguous(), "A": A, "b": b,
@@ -542,7 +543,8 @@ class BatchedEvaluator:
                 flat = True
             elif isinstance(m, nn.Linear):
                 w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
-                h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2)) if b is not None else torch.bmm(h, w.transpose(1, 2))
+                wt = w.transpose(1, 2)
+                h = torch.baddbmm(b[:, None, :], h, wt) if b is not None else torch.bmm(h, wt)
             elif isinstance(m, nn.ReLU):
                 h = h.relu_() if h is not x else h.relu()
             else:  # element-wise or per-channel
@@ -851,4 +853,5 @@ class BatchedEvaluator:
                                 if self._head is not None else None)}
 
 
-__all__ = ["BatchedEvaluator", "FORMULATIONS", "stackable", "first_linear", "groupable", "resolve_device", "memory_budget", "activation_numel"]
+__all__ = ["BatchedEvaluator", "FORMULATIONS", "stackable", "first_linear", "groupable", "resolve_device",
+           "memory_budget", "activation_numel"]

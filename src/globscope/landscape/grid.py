@@ -49,7 +49,7 @@ class LatentGrid:
         object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
 
     @classmethod
-    def around(cls, Z, resolution, margin: float = 0.1) -> "LatentGrid":
+    def around(cls, Z, resolution, margin: float = 0.1) -> LatentGrid:
         """The grid over the bounding box of ``Z`` widened by ``margin`` on every side.
 
         Parameters
@@ -164,7 +164,7 @@ class LatentGrid:
                 "bounds": [list(b) for b in self.bounds]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LatentGrid":
+    def from_dict(cls, d: dict) -> LatentGrid:
         return cls(tuple(d["origin"]), tuple(d["spacing"]), tuple(d["shape"]))
 
 

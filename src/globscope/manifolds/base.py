@@ -33,7 +33,7 @@ class Standardizer:
             raise GlobscopeError(f"standardize must be one of {self.MODES}, not {mode!r}")
         self.mode = mode
 
-    def fit(self, W: np.ndarray) -> "Standardizer":
+    def fit(self, W: np.ndarray) -> Standardizer:
         W = np.asarray(W, dtype=np.float64)
         self.mean_ = W.mean(0)
         if self.mode == "global":
@@ -56,7 +56,7 @@ class Standardizer:
         return {"mode": self.mode, "mean_": torch.from_numpy(self.mean_), "scale_": torch.from_numpy(self.scale_)}
 
     @classmethod
-    def from_state(cls, s: dict) -> "Standardizer":
+    def from_state(cls, s: dict) -> Standardizer:
         obj = cls(s["mode"])
         obj.mean_, obj.scale_ = s["mean_"].numpy(), s["scale_"].numpy()
         return obj
@@ -85,7 +85,7 @@ class Manifold:
         return f"{type(self).__name__}({args})"
 
     # -- contract ----------------------------------------------------------------------------
-    def fit(self, W, progress=None) -> "Manifold":
+    def fit(self, W, progress=None) -> Manifold:
         """Learn the map from weights W of shape (N, D)."""
         t0 = time.perf_counter()
         W = self._check(W, fitted=False)
@@ -148,7 +148,8 @@ class Manifold:
         if fitted and W.shape[1] != self.n_features_in_:
             raise GlobscopeError(f"weights have D={W.shape[1]}, the manifold was fitted on D={self.n_features_in_}")
         if not fitted and W.shape[0] < self.dim + 2:
-            raise GlobscopeError(f"need at least {self.dim + 2} models to fit a {self.dim}-D manifold, got {W.shape[0]}")
+            raise GlobscopeError(f"need at least {self.dim + 2} models to fit a {self.dim}-D manifold, "
+                                 f"got {W.shape[0]}")
         return W
 
     # -- persistence ---------------------------------------------------------------------------
@@ -156,7 +157,8 @@ class Manifold:
         """Write the manifold (tensors and plain values only) atomically."""
         self._check_fitted()
         blob = {"format": FORMAT, "version": 1, "method": self.method, "params": self.get_params(),
-                "n_features_in_": self.n_features_in_, "fit_seconds_": self.fit_seconds_, "scaler_": self.scaler_.state(),
+                "n_features_in_": self.n_features_in_, "fit_seconds_": self.fit_seconds_,
+                "scaler_": self.scaler_.state(),
                 "state_": self._state(), "meta": getattr(self, "meta_", {})}
         with atomic_path(path) as tmp:
             torch.save(blob, tmp)

@@ -7,9 +7,9 @@ Built-in tasks cover the embedded data sets; a user names their own as ``package
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

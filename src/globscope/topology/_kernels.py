@@ -241,8 +241,8 @@ def _heap_push(hk, hv, size, key, v):
         p = (i - 1) // 2
         if hk[p] > hk[i] or (hk[p] == hk[i] and hv[p] > hv[i]):
             break
-        tk = hk[p]; hk[p] = hk[i]; hk[i] = tk
-        tv = hv[p]; hv[p] = hv[i]; hv[i] = tv
+        hk[p], hk[i] = hk[i], hk[p]
+        hv[p], hv[i] = hv[i], hv[p]
         i = p
     return size + 1
 
@@ -264,8 +264,8 @@ def _heap_pop(hk, hv, size):
             b = r
         if b == i:
             break
-        tk = hk[b]; hk[b] = hk[i]; hk[i] = tk
-        tv = hv[b]; hv[b] = hv[i]; hv[i] = tv
+        hk[b], hk[i] = hk[i], hk[b]
+        hv[b], hv[i] = hv[i], hv[b]
         i = b
     return v, size
 

@@ -26,7 +26,7 @@ graph on its neighbours whose edges are the grid edges between them (:func:`link
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -45,7 +45,7 @@ __all__ = [
 MAX_DIM = 4
 
 
-@lru_cache(maxsize=None)
+@cache
 def _offsets(d: int) -> tuple:
     if not 1 <= d <= MAX_DIM:
         raise ValueError(f"grid dimension must be 1..{MAX_DIM}, got {d}")
@@ -86,7 +86,7 @@ def neighbor_offsets(d: int) -> np.ndarray:
     return np.array(_offsets(d), dtype=np.int64).reshape(-1, d)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _link_adjacency(d: int) -> bytes:
     offs = neighbor_offsets(d)
     sset = {tuple(o) for o in offs}

@@ -72,11 +72,11 @@ class PersistencePairs:
         return int(self.birth_vertex.shape[0])
 
     @property
-    def finite(self) -> "PersistencePairs":
+    def finite(self) -> PersistencePairs:
         """Only the finite pairs."""
         return self.select(self.is_finite)
 
-    def select(self, keep) -> "PersistencePairs":
+    def select(self, keep) -> PersistencePairs:
         """The pairs where the boolean (or index) array ``keep`` selects them."""
         return PersistencePairs(**{k: getattr(self, k)[keep] for k in self.__dataclass_fields__})
 
