@@ -4,8 +4,8 @@ Written data are *inline* binary (base64, zlib-compressed): Debian's ParaView 5.
 libexpat cannot read appended data. The reader takes ascii, inline binary (raw or zlib) and
 appended data (raw or base64), as ParaView and TTK write them.
 
-Loss fields use one convention, here only: arrays are indexed F[i, j(, k)] with i along x, and
-VTK point order is x fastest, i.e. ``F.ravel(order="F")``.
+Fields are indexed F[i, j(, k)] with i along x; :mod:`globscope.grid` converts them to VTK's point
+order (x fastest) and back.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from globscope.errors import GlobscopeError
 from globscope.fileio import write_bytes
+from globscope.grid import Grid, to_points
 
 _VTK_TYPES = {
     np.dtype(np.float32): "Float32", np.dtype(np.float64): "Float64",
@@ -101,42 +102,34 @@ def _file(kind: str, body: str) -> bytes:
             f'header_type="UInt64" compressor="vtkZLibDataCompressor">\n{body}</VTKFile>\n').encode()
 
 
-def grid_to_points(F: np.ndarray) -> np.ndarray:
-    """Values of a field indexed F[i, j(, k)] (x first) in VTK point order (x fastest).
-
-    This is the one place where the field convention meets VTK's: shape (nx, ny[, nz][, ncomp])
-    -> (nx*ny*nz[, ncomp]).
-    """
-    F = np.asarray(F)
-    return F.reshape(-1, order="F")
-
-
-def points_to_grid(values: np.ndarray, dims) -> np.ndarray:
-    """Inverse of ``grid_to_points`` for a scalar array: (n,) -> shape ``dims`` (x first)."""
-    return np.asarray(values).reshape(tuple(dims), order="F")
-
-
-def write_image_data(path, arrays: dict[str, np.ndarray], origin=(0, 0, 0), spacing=(1, 1, 1),
+def write_image_data(path, arrays: dict[str, np.ndarray], grid: Grid | None = None,
                      field_data: dict | None = None) -> Path:
-    """Write a .vti of scalar point arrays, each of shape (nx, ny[, nz]) indexed x first."""
+    """Write a .vti of scalar point arrays.
+
+    Parameters
+    ----------
+    arrays : dict of str to ndarray of shape ``grid.shape`` (1- to 3-D, indexed x first)
+    grid : Grid, optional
+        Origin and spacing (default: origin 0, spacing 1 over the arrays' shape).
+    """
     if not arrays:
         raise GlobscopeError("write_image_data: no arrays")
     shapes = {np.shape(a) for a in arrays.values()}
     if len(shapes) != 1:
         raise GlobscopeError(f"write_image_data: arrays of different shapes {shapes}")
-    dims = list(shapes.pop())
-    if not 1 <= len(dims) <= 3:
-        raise GlobscopeError(f"write_image_data: arrays must be 1-, 2- or 3-D, got {len(dims)}-D")
-    dims += [1] * (3 - len(dims))
-    origin = list(origin) + [0.0] * (3 - len(origin))
-    spacing = list(spacing) + [1.0] * (3 - len(spacing))
+    shape = shapes.pop()
+    grid = grid or Grid((0.0,) * len(shape), (1.0,) * len(shape), shape)
+    if tuple(shape) != grid.shape or grid.dim > 3:
+        raise GlobscopeError(f"write_image_data: arrays of shape {shape} on a grid of shape {grid.shape} "
+                             "(image data holds 1- to 3-D grids)")
+    origin, spacing, dims = grid.padded(3)
     ext = " ".join(f"0 {n - 1}" for n in dims)
-    pts = {k: grid_to_points(a) for k, a in arrays.items()}
+    pts = {k: to_points(a) for k, a in arrays.items()}
     first = next(iter(arrays))
-    body = (f'<ImageData WholeExtent="{ext}" Origin="{" ".join(map(repr, map(float, origin)))}" '
-            f'Spacing="{" ".join(map(repr, map(float, spacing)))}">\n{_field_data(field_data)}'
+    body = (f'<ImageData WholeExtent="{ext}" Origin="{" ".join(map(repr, origin))}" '
+            f'Spacing="{" ".join(map(repr, spacing))}">\n{_field_data(field_data)}'
             f'<Piece Extent="{ext}">\n'
-            + _attrs(pts, int(np.prod(dims)), "PointData").replace("<PointData>", f'<PointData Scalars="{first}">', 1)
+            + _attrs(pts, grid.n_points, "PointData").replace("<PointData>", f'<PointData Scalars="{first}">', 1)
             + "<CellData>\n</CellData>\n</Piece>\n</ImageData>\n")
     write_bytes(path, _file("ImageData", body))
     return Path(path)
@@ -210,19 +203,14 @@ class VTKData:
     cell_data: dict = field(default_factory=dict)
     field_data: dict = field(default_factory=dict)
     points: np.ndarray | None = None
-    dims: tuple | None = None
-    origin: tuple | None = None
-    spacing: tuple | None = None
+    grid: Grid | None = None  # image data: its stored vertices (extent offset folded into the origin)
     cells: dict = field(default_factory=dict)
 
-    def grid(self, name: str) -> np.ndarray:
-        """A scalar point array of image data as a field F[i, j(, k)], trailing unit axes dropped."""
-        if self.kind != "ImageData":
+    def as_field(self, name: str) -> np.ndarray:
+        """A scalar point array of image data as a field F[i, j(, k)] of shape ``grid.shape``."""
+        if self.grid is None:
             raise GlobscopeError(f"a {self.kind} is not a regular grid")
-        dims = list(self.dims)
-        while len(dims) > 1 and dims[-1] == 1:
-            dims.pop()
-        return points_to_grid(self.point_data[name], dims)
+        return self.grid.to_field(self.point_data[name])
 
 
 def _decode_binary(text: str, dtype, header: str, compressed: bool) -> np.ndarray:
@@ -356,11 +344,12 @@ def read(path) -> VTKData:
                   field_data=arrays(ds.find("FieldData")))
     if kind == "ImageData":
         ext = [int(v) for v in (piece.get("Extent") or ds.get("WholeExtent")).split()]
-        out.dims = tuple(ext[2 * a + 1] - ext[2 * a] + 1 for a in range(3))
-        out.spacing = tuple(float(v) for v in ds.get("Spacing", "1 1 1").split())
-        # the first stored vertex sits at extent index (i0, j0, k0), not at the origin
+        spacing = [float(v) for v in ds.get("Spacing", "1 1 1").split()]
         origin = [float(v) for v in ds.get("Origin", "0 0 0").split()]
-        out.origin = tuple(o + ext[2 * a] * h for a, (o, h) in enumerate(zip(origin, out.spacing)))
+        try:
+            out.grid = Grid.from_extent(origin, spacing, ext)
+        except GlobscopeError as e:
+            raise GlobscopeError(f"{path}: {e}") from None
     else:
         pts = piece.find("Points")
         if pts is not None:
@@ -373,7 +362,7 @@ def read(path) -> VTKData:
 
 
 def read_field(path, array: str | None = None) -> tuple[np.ndarray, VTKData]:
-    """A scalar field from a .vti: (F indexed x first with trailing unit axes dropped, the data).
+    """A scalar field from a .vti: (F of shape ``data.grid.shape``, indexed x first; the data).
 
     Raises GlobscopeError naming the file if it is not image data, the array is missing, or it
     has more than one component. ``array`` defaults to the only (or first) point array.
@@ -389,4 +378,4 @@ def read_field(path, array: str | None = None) -> tuple[np.ndarray, VTKData]:
     a = data.point_data[name]
     if a.ndim != 1:
         raise GlobscopeError(f"{path}: array {name!r} has {a.shape[1]} components; a scalar array is needed")
-    return data.grid(name), data
+    return data.as_field(name), data

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from globscope.errors import Aborted
+from globscope.grid import point_ids as vertex_ids
+from globscope.grid import to_field as to_grid
 from globscope.topology import (
     analyze,
     critical_points,
     join_tree,
     persistence_pairs,
     simplify,
-    to_grid,
-    vertex_ids,
     vertex_order,
 )
 

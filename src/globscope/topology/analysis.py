@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from globscope.errors import Aborted
+from globscope.grid import to_field
 
 from .critical_points import critical_points
 from .merge_tree import tree_from_sweep
@@ -65,8 +66,8 @@ def analyze(F, persistence: float = 0.0, absolute: bool = False, mask=None, *,
     simp = simplify_pairs(fi, pairs, thr)
     t = stage("simplification", 0.5, t)
     if simp.removed_minima.size:
-        fs = prepare_field(simp.values.reshape(fi.shape, order="F"),
-                           None if not fi.mask.any() else fi.mask.reshape(fi.shape, order="F"),
+        fs = prepare_field(to_field(simp.values, fi.shape),
+                           None if not fi.mask.any() else to_field(fi.mask, fi.shape),
                            order=simp.order)
         sw_s = sublevel_sweep(fs)
         pairs_s = pairs_from_sweep(sw_s)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from globscope.names import CriticalType as CT
+
 from . import _kernels
 from .grid import link_adjacency
 from .order import prepare_field
@@ -31,16 +33,16 @@ def classify(lower: np.ndarray, upper: np.ndarray, ndim: int) -> np.ndarray:
     -------
     critical_type : ndarray of int8, shape (N,)
     """
-    ct = np.full(lower.shape, 4, dtype=np.int8)
+    ct = np.full(lower.shape, CT.DEGENERATE, dtype=np.int8)
     if ndim <= 2:
-        ct[(lower <= 2) & (upper <= 2)] = 1
+        ct[(lower <= 2) & (upper <= 2)] = CT.SADDLE1
     else:
-        ct[(lower == 2) & (upper == 1)] = 1
-        ct[(lower == 1) & (upper == 2)] = 2
-    ct[(lower == 1) & (upper == 1)] = 5
-    ct[lower == 0] = 0
-    ct[upper == 0] = 3
-    ct[(lower == 0) & (upper == 0)] = 5  # isolated vertex (mask): no link at all
+        ct[(lower == 2) & (upper == 1)] = CT.SADDLE1
+        ct[(lower == 1) & (upper == 2)] = CT.SADDLE2
+    ct[(lower == 1) & (upper == 1)] = CT.REGULAR
+    ct[lower == 0] = CT.MINIMUM
+    ct[upper == 0] = CT.MAXIMUM
+    ct[(lower == 0) & (upper == 0)] = CT.REGULAR  # isolated vertex (mask): no link at all
     ct[lower < 0] = -1
     return ct
 
@@ -73,7 +75,7 @@ def critical_points(F, mask=None) -> CriticalPoints:
     _kernels.link_components(fi.rank, dims, strides, offs, link_adjacency(fi.ndim), boundary,
                              lower, upper)
     ct = classify(lower, upper, fi.ndim)
-    verts = np.nonzero((ct != 5) & (ct >= 0))[0].astype(np.int64)
+    verts = np.nonzero((ct != CT.REGULAR) & (ct >= 0))[0].astype(np.int64)
     return CriticalPoints(
         critical_type=ct,
         lower_components=lower,

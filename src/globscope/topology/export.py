@@ -1,5 +1,6 @@
 """Topology results on disk: CSV tables, ``topology.vtu`` (merge tree) and ``topology.vti``
-(the field with its simplification and basins), as ``globscope topology`` writes them.
+(the field with its simplification and basins), as the topology stage
+(:func:`globscope.stages.topology`) writes them, and the reader of field files.
 
 Fields of d = 4, which VTK image data cannot hold, are read from and written to ``.npz``
 (arrays indexed x first, plus ``origin`` and ``spacing``).
@@ -14,8 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from globscope import names as N
 from globscope.errors import GlobscopeError
-from globscope.fileio import atomic_path, write_json, write_text
+from globscope.fileio import atomic_path, write_text
+from globscope.grid import Grid
+from globscope.names import PairType
 from globscope.topology.results import TopologyResult
 from globscope.vtkxml import VTK_LINE, VTK_VERTEX, read_field, write_image_data, write_unstructured_grid
 
@@ -26,22 +30,15 @@ NPZ_META = ("origin", "spacing", "shape")
 class GridField:
     """A scalar field on a regular grid and the other arrays of its file.
 
-    ``values`` is indexed F[i, j(, k, l)], x first; ``arrays`` holds every point array of the
-    file in the same layout (the field included).
+    ``values`` is indexed F[i, j(, k, l)], x first, of shape ``grid.shape``; ``arrays`` holds every
+    point array of the file in the same layout (the field included).
     """
 
     path: Path
     name: str
     values: np.ndarray
-    origin: tuple
-    spacing: tuple
+    grid: Grid
     arrays: dict
-
-    def coordinates(self, vertex_ids) -> np.ndarray:
-        """Positions, shape (n, d), of vertices given by VTK point id."""
-        idx = np.stack(np.unravel_index(np.asarray(vertex_ids, dtype=np.int64), self.values.shape, order="F"), 1)
-        d = self.values.ndim
-        return np.asarray(self.origin[:d]) + idx * np.asarray(self.spacing[:d])
 
 
 def read_grid_field(path, array: str | None = None) -> GridField:
@@ -67,22 +64,31 @@ def read_grid_field(path, array: str | None = None) -> GridField:
             raise GlobscopeError(f"{path}: array {name!r} is not numeric ({F.dtype})")
         if any(a.shape != F.shape for a in arrays.values()):
             raise GlobscopeError(f"{path}: arrays of different shapes")
+        _check_shape(path, name, F)
         d = F.ndim
         origin = tuple(meta.get("origin", np.zeros(d)))
         spacing = tuple(meta.get("spacing", np.ones(d)))
         if len(origin) != d or len(spacing) != d:
             raise GlobscopeError(f"{path}: origin and spacing need {d} values for a {d}-D field, "
                                  f"got {len(origin)} and {len(spacing)}")
-        field = GridField(path, name, F.astype(np.float64), origin, spacing, arrays)
+        try:
+            grid = Grid(origin, spacing, F.shape)
+        except GlobscopeError as e:
+            raise GlobscopeError(f"{path}: {e}") from None
+        field = GridField(path, name, F.astype(np.float64), grid, arrays)
     else:
         F, data = read_field(path, array)
         name = array or next(iter(data.point_data))
-        arrays = {k: data.grid(k) for k, v in data.point_data.items() if np.ndim(v) == 1 and v.dtype != object}
-        field = GridField(path, name, F.astype(np.float64), data.origin, data.spacing, arrays)
-    if not 1 <= field.values.ndim <= 4 or field.values.size < 2:
-        raise GlobscopeError(f"{path}: array {field.name!r} of shape {field.values.shape} is not a 1- to 4-D "
-                             "grid of at least 2 vertices")
+        _check_shape(path, name, F)
+        arrays = {k: data.as_field(k) for k, v in data.point_data.items() if np.ndim(v) == 1 and v.dtype != object}
+        field = GridField(path, name, F.astype(np.float64), data.grid, arrays)
     return field
+
+
+def _check_shape(path, name: str, F: np.ndarray) -> None:
+    if not 1 <= F.ndim <= 4 or F.size < 2:
+        raise GlobscopeError(f"{path}: array {name!r} of shape {F.shape} is not a 1- to 4-D grid of at least "
+                             "2 vertices")
 
 
 def _csv(columns: dict) -> str:
@@ -116,13 +122,13 @@ def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
         "arc_id": np.arange(t.n_arcs), "down_node": t.arc_down, "up_node": t.arc_up}))
     files = ["persistence_pairs.csv", "critical_points.csv", "merge_tree_nodes.csv", "merge_tree_arcs.csv"]
 
-    pos = field.coordinates(t.node_vertex)
+    pos = field.grid.coordinates(t.node_vertex)
     node_arrays = t.node_arrays()
     if pos.shape[1] == 4:
         node_arrays["w"] = pos[:, 3]
     n_nodes, n_arcs = t.n_nodes, t.n_arcs
     # one grid of both kinds of cells: node vertices first (arc arrays -1), then arc lines
-    cell_data = {"NodeId": np.concatenate([node_arrays["NodeId"], np.full(n_arcs, -1, np.int32)])}
+    cell_data = {N.NODE_ID: np.concatenate([node_arrays[N.NODE_ID], np.full(n_arcs, -1, np.int32)])}
     for name, a in t.arc_arrays().items():
         cell_data[name] = np.concatenate([np.full(n_nodes, -1, a.dtype), a])
     write_unstructured_grid(
@@ -132,49 +138,31 @@ def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
         point_data=node_arrays, cell_data=cell_data)
     files.append("topology.vtu")
 
-    shape = field.values.shape
+    g = field.grid
     grids = dict(field.arrays)
-    grids[f"{field.name}_simplified"] = result.simplification.values.reshape(shape, order="F")
-    grids["SegmentationId"] = t.segmentation.reshape(shape, order="F").astype(np.int32)
-    grids["CriticalType"] = cp.critical_type.reshape(shape, order="F").astype(np.int32)
-    if len(shape) <= 3:
-        write_image_data(out / "topology.vti", grids, field.origin, field.spacing)
+    grids[f"{field.name}_simplified"] = g.to_field(result.simplification.values)
+    grids[N.SEGMENTATION_ID] = g.to_field(t.segmentation.astype(np.int32))
+    grids[N.CRITICAL_TYPE] = g.to_field(cp.critical_type.astype(np.int32))
+    if g.dim <= 3:
+        write_image_data(out / "topology.vti", grids, g)
         files.append("topology.vti")
     else:
         with atomic_path(out / "topology.npz") as tmp:
-            np.savez(tmp, origin=np.asarray(field.origin), spacing=np.asarray(field.spacing), **grids)
+            np.savez(tmp, origin=np.asarray(g.origin), spacing=np.asarray(g.spacing), **grids)
         files.append("topology.npz")
     return files
 
 
-def summary(result: TopologyResult, field: GridField, persistence: float, absolute: bool) -> dict:
-    """Counts and settings of a run, as ``topology.json`` records them."""
+def summary(result: TopologyResult, field: GridField, settings) -> dict:
+    """Counts and settings (a ``TopologySettings``) of a run, as ``topology.json`` records them."""
     return {
-        "input": str(field.path), "array": field.name, "shape": list(field.values.shape),
-        "persistence": persistence, "absolute": absolute,
+        "input": str(field.path), "settings": settings.to_dict(), "shape": list(field.values.shape),
         "threshold": float(result.simplification.threshold),
         "n_nonfinite": int(result.n_nonfinite),
         "n_pairs_input": int(len(result.pairs)),
-        "n_minima_input": int(np.count_nonzero(result.pairs.pair_type == 0)),
+        "n_minima_input": int(np.count_nonzero(result.pairs.pair_type == PairType.MINIMUM_SADDLE)),
         "n_basins": int(result.n_basins),
         "n_nodes": result.join_tree.n_nodes, "n_arcs": result.join_tree.n_arcs,
         "critical_points": {str(k): int(v) for k, v in result.critical_points.counts().items()},
         "seconds": {k: round(v, 4) for k, v in result.timings.items()},
     }
-
-
-def run_topology(path, array=None, persistence=0.0, absolute=False, out=None, progress=None) -> dict:
-    """Read a field file, analyse it, write all outputs and ``topology.json``; return the summary."""
-    from globscope.topology.analysis import analyze
-
-    field = read_grid_field(path, array)
-    if persistence < 0 or (not absolute and persistence > 1):
-        raise GlobscopeError(f"persistence must be a fraction in [0, 1] (or an absolute value with --absolute), "
-                             f"got {persistence}")
-    result = analyze(field.values, persistence, absolute, progress=progress)
-    out = Path(out or Path(path).with_suffix("").name + "_topology")
-    files = write_topology(result, field, out)
-    s = summary(result, field, persistence, absolute)
-    s["files"] = files
-    write_json(out / "topology.json", s)
-    return s

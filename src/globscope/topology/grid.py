@@ -1,7 +1,6 @@
 """Regular-grid triangulations: TTK's implicit triangulation (d <= 3) and its 4-D analogue.
 
-Every grid vertex is named by its VTK point id ``i + nx*(j + ny*(k + nz*l))`` (x fastest), which is
-the position of ``F[i, j, k, l]`` in ``F.ravel(order="F")``.
+Every grid vertex is named by its VTK point id (x fastest; :mod:`globscope.grid` states the rule).
 
 Triangulation
 -------------
@@ -30,19 +29,16 @@ from functools import cache
 
 import numpy as np
 
+from globscope.grid import MAX_DIM, point_ids
+
 __all__ = [
     "MAX_DIM",
     "neighbor_offsets",
     "link_adjacency",
-    "grid_strides",
     "padded_dims",
     "padded_offsets",
-    "vertex_ids",
-    "vertex_index",
     "kuhn_simplices",
 ]
-
-MAX_DIM = 4
 
 
 @cache
@@ -119,48 +115,12 @@ def padded_dims(shape) -> np.ndarray:
     return dims
 
 
-def grid_strides(shape) -> np.ndarray:
-    """Vertex-id strides of the axes (x fastest), padded to length 4, int64."""
-    dims = padded_dims(shape)
-    strides = np.ones(MAX_DIM, dtype=np.int64)
-    for a in range(1, MAX_DIM):
-        strides[a] = strides[a - 1] * dims[a - 1]
-    return strides
-
-
 def padded_offsets(d: int) -> np.ndarray:
     """:func:`neighbor_offsets` padded with zero columns to shape (K, 4)."""
     offs = neighbor_offsets(d)
     out = np.zeros((len(offs), MAX_DIM), dtype=np.int64)
     out[:, :d] = offs
     return out
-
-
-def vertex_ids(shape, index) -> np.ndarray:
-    """VTK vertex ids of grid indices.
-
-    Parameters
-    ----------
-    shape : tuple of int, length d
-    index : array_like of int, shape (..., d)
-
-    Returns
-    -------
-    ids : ndarray of int64, shape (...)
-    """
-    index = np.asarray(index, dtype=np.int64)
-    return index @ grid_strides(shape)[: len(shape)]
-
-
-def vertex_index(shape, ids) -> np.ndarray:
-    """Grid indices ``(i, j, k, l)[:d]`` of VTK vertex ids; inverse of :func:`vertex_ids`.
-
-    Returns
-    -------
-    index : ndarray of int64, shape (n, d)
-    """
-    ids = np.asarray(ids, dtype=np.int64)
-    return np.stack(np.unravel_index(ids, tuple(shape), order="F"), axis=-1).astype(np.int64)
 
 
 def kuhn_simplices(shape) -> np.ndarray:
@@ -189,7 +149,7 @@ def kuhn_simplices(shape) -> np.ndarray:
             for a in perm:
                 p[a] += flip[a]
                 simplex.append(p.copy())
-            out.append(vertex_ids(shape, np.array(simplex)))
+            out.append(point_ids(shape, np.array(simplex)))
     if not out:
         return np.zeros((0, d + 1), dtype=np.int64)
     return np.array(out, dtype=np.int64)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from globscope.names import CriticalType as CT
+
 from .results import JoinTree
 from .sweep import Sweep, sublevel_sweep
 
@@ -46,11 +48,11 @@ def tree_from_sweep(sw: Sweep) -> JoinTree:
         arc_down = arc_down[keep]
         arc_up = arc_up[keep]
     # the root's own vertex lies on the arc below it (the kernel left it on that arc already)
-    node_type = np.full(node_vertex.shape[0], 5, dtype=np.int8)
-    node_type[(n_below == 0)] = 0
-    node_type[(n_below == 1) & (n_above == 0)] = 3
-    node_type[(n_below == 2)] = 1
-    node_type[(n_below > 2)] = 4
+    node_type = np.full(node_vertex.shape[0], CT.REGULAR, dtype=np.int8)
+    node_type[(n_below == 0)] = CT.MINIMUM
+    node_type[(n_below == 1) & (n_above == 0)] = CT.MAXIMUM
+    node_type[(n_below == 2)] = CT.SADDLE1
+    node_type[(n_below > 2)] = CT.DEGENERATE
     return JoinTree(
         node_vertex=node_vertex,
         node_scalar=fi.values[node_vertex],

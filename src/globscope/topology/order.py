@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import MAX_DIM
+from globscope.grid import MAX_DIM, to_points
 
 __all__ = ["FieldInput", "prepare_field", "vertex_order", "rank_of_values"]
 
@@ -25,7 +25,7 @@ class FieldInput:
     shape : tuple of int, length d
         Grid shape ``(nx, ny[, nz[, nw]])``.
     values : ndarray of float64, shape (N,)
-        ``F.ravel(order="F")``.
+        :func:`globscope.grid.to_points` of the field.
     mask : ndarray of bool, shape (N,)
         True for vertices to ignore (they take no part in any computation).
     rank : ndarray of int64, shape (N,)
@@ -114,21 +114,21 @@ def prepare_field(F, mask=None, order=None) -> FieldInput:
         raise ValueError(f"the field must have 1 to {MAX_DIM} dimensions, got shape {F.shape}")
     if F.size == 0:
         raise ValueError("the field is empty")
-    values = np.ascontiguousarray(F.astype(np.float64, copy=False).ravel(order="F"))
+    values = np.ascontiguousarray(to_points(F.astype(np.float64, copy=False)))
     if mask is None:
         m = np.zeros(values.shape[0], dtype=np.bool_)
     else:
         mask = np.asarray(mask, dtype=np.bool_)
         if mask.shape != F.shape:
             raise ValueError(f"mask shape {mask.shape} differs from field shape {F.shape}")
-        m = np.ascontiguousarray(mask.ravel(order="F"))
+        m = np.ascontiguousarray(to_points(mask))
     if m.all():
         raise ValueError("every vertex is masked")
     rank, verts, n_nonfinite = rank_of_values(values, m if mask is not None else None)
     if order is not None:
         order = np.asarray(order)
         if order.shape == F.shape and F.ndim > 1:
-            order = order.ravel(order="F")
+            order = to_points(order)
         order = order.reshape(-1).astype(np.int64)
         if order.shape[0] != values.shape[0]:
             raise ValueError(f"order has {order.shape[0]} entries, the field {values.shape[0]}")

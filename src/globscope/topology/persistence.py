@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from globscope.names import PairType
+
 from .results import PersistencePairs
 from .sweep import Sweep, sublevel_sweep
 
@@ -38,7 +40,7 @@ def pairs_from_sweep(sw: Sweep) -> PersistencePairs:
         death=death,
         persistence=_persistence(birth, death),
         is_finite=is_finite,
-        pair_type=np.zeros(pb.shape[0], dtype=np.int64),
+        pair_type=np.full(pb.shape[0], PairType.MINIMUM_SADDLE, dtype=np.int64),
         elder_vertex=pe,
     )
 

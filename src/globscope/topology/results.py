@@ -1,7 +1,7 @@
 """Result containers of the topology engine (plain dataclasses of numpy arrays).
 
-Vertex ids are VTK point ids (``F.ravel(order="F")`` positions); every per-vertex array is flat,
-in VTK order, of length ``N = F.size``; :func:`to_grid` reshapes one back to the field's shape.
+Vertex ids are VTK point ids; every per-vertex array is flat, in point-id order, of length
+``N = F.size``; :func:`globscope.grid.to_field` reshapes one back to the field's shape.
 """
 
 from __future__ import annotations
@@ -10,31 +10,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from globscope import names as N
+from globscope.names import CriticalType, RegionType
+
 __all__ = [
-    "CRITICAL_TYPE_NAMES",
     "PersistencePairs",
     "CriticalPoints",
     "JoinTree",
     "Simplification",
     "TopologyResult",
-    "to_grid",
 ]
-
-#: TTK's ``CriticalType`` codes.
-CRITICAL_TYPE_NAMES = {
-    0: "minimum",
-    1: "saddle1",
-    2: "saddle2",
-    3: "maximum",
-    4: "degenerate",
-    5: "regular",
-}
-
-
-def to_grid(values: np.ndarray, shape) -> np.ndarray:
-    """Reshape a flat per-vertex array (VTK order) to the field's shape ``F[i, j, k, l]``."""
-    return np.asarray(values).reshape(tuple(shape), order="F")
-
 
 @dataclass
 class PersistencePairs:
@@ -123,7 +108,7 @@ class CriticalPoints:
     def counts(self) -> dict:
         """Number of vertices of each critical type, by name (regular included)."""
         ct = self.critical_type[self.critical_type >= 0]
-        return {name: int(np.count_nonzero(ct == code)) for code, name in CRITICAL_TYPE_NAMES.items()}
+        return {t.name.lower(): int(np.count_nonzero(ct == t)) for t in CriticalType}
 
 
 @dataclass
@@ -183,23 +168,29 @@ class JoinTree:
 
     @property
     def region_type(self) -> np.ndarray:
-        """TTK's ``RegionType`` of each arc, shape (n_arcs,): 0 when it starts at a leaf (a basin),
-        1 when it ends at the root, 2 between two saddles."""
-        leaf = self.node_type[self.arc_down] == 0
-        root = self.node_type[np.maximum(self.arc_up, 0)] == 3
-        return np.where(leaf, 0, np.where(root, 1, 2)).astype(np.int32)
+        """TTK's ``RegionType`` of each arc, shape (n_arcs,): ``MIN_ARC`` when it starts at a leaf (a
+        basin), ``MAX_ARC`` when it ends at the root, ``SADDLE1_ARC`` between two saddles."""
+        leaf = self.node_type[self.arc_down] == CriticalType.MINIMUM
+        root = self.node_type[np.maximum(self.arc_up, 0)] == CriticalType.MAXIMUM
+        return np.where(leaf, RegionType.MIN_ARC,
+                        np.where(root, RegionType.MAX_ARC, RegionType.SADDLE1_ARC)).astype(np.int32)
 
     def node_arrays(self) -> dict:
         """Per-node arrays under TTK's names: ``NodeId``, ``VertexId``, ``Scalar``, ``CriticalType``."""
-        return {"NodeId": np.arange(self.n_nodes, dtype=np.int32), "VertexId": self.node_vertex.astype(np.int64),
-                "Scalar": self.node_scalar.astype(np.float64), "CriticalType": self.node_type.astype(np.int32)}
+        return {N.NODE_ID: np.arange(self.n_nodes, dtype=np.int32), N.VERTEX_ID: self.node_vertex.astype(np.int64),
+                N.SCALAR: self.node_scalar.astype(np.float64), N.CRITICAL_TYPE: self.node_type.astype(np.int32)}
 
     def arc_arrays(self) -> dict:
         """Per-arc arrays under TTK's names: ``SegmentationId``, ``downNodeId``, ``upNodeId``,
         ``RegionSize``, ``RegionType``."""
-        return {"SegmentationId": np.arange(self.n_arcs, dtype=np.int32),
-                "downNodeId": self.arc_down.astype(np.int32), "upNodeId": self.arc_up.astype(np.int32),
-                "RegionSize": self.region_size.astype(np.int32), "RegionType": self.region_type}
+        return {N.SEGMENTATION_ID: np.arange(self.n_arcs, dtype=np.int32),
+                N.DOWN_NODE_ID: self.arc_down.astype(np.int32), N.UP_NODE_ID: self.arc_up.astype(np.int32),
+                N.REGION_SIZE: self.region_size.astype(np.int32), N.REGION_TYPE: self.region_type}
+
+    def segmentation_region_type(self) -> np.ndarray:
+        """``RegionType`` of every vertex's arc, shape (N,) (-1 where masked): TTK's segmentation array."""
+        seg = self.segmentation
+        return np.where(seg >= 0, self.region_type[np.maximum(seg, 0)], -1).astype(np.int32)
 
     @property
     def region_size(self) -> np.ndarray:
