@@ -5,17 +5,15 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from ttk_reference import REFERENCE as REF
 
-from globscope import vtkxml
+from globscope import stages, vtkxml
 from globscope.errors import GlobscopeError
-from globscope.topology.export import read_grid_field, run_topology
-
-REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-pytestmark = pytest.mark.skipif(not REF.is_dir(), reason=f"reference outputs not found at {REF}")
+from globscope.settings import TopologySettings
+from globscope.topology.export import read_grid_field
 
 
 def rows(path):
@@ -55,7 +53,7 @@ def test_cli_outputs_equal_ttk_reference(name, tmp_path):
     vtu = vtkxml.read(out / "topology.vtu")
     field = read_grid_field(REF / "fields" / f"{name}.vti", "f")
     vid = vtu.point_data["VertexId"]
-    np.testing.assert_allclose(vtu.points[:, :field.values.ndim], field.coordinates(vid))
+    np.testing.assert_allclose(vtu.points[:, :field.values.ndim], field.grid.coordinates(vid))
     s = json.loads((out / "topology.json").read_text())
     assert s["n_basins"] == n_leaves == json.loads((ttk / "summary.json").read_text())["tree_simplified"]["n_leaves"]
 
@@ -65,7 +63,7 @@ def test_four_d_npz_round_trip(tmp_path):
     X = np.stack(np.meshgrid(x, x, x, x, indexing="ij"))
     F = np.minimum(((X - 0.5) ** 2).sum(0), ((X + 0.5) ** 2).sum(0) + 0.1)
     np.savez(tmp_path / "f4.npz", origin=np.zeros(4), spacing=np.full(4, 1 / 3), loss=F)
-    s = run_topology(tmp_path / "f4.npz", "loss", out=tmp_path / "o")
+    s = stages.topology(tmp_path / "f4.npz", tmp_path / "o", TopologySettings("loss", persistence=0.0))
     assert s["n_basins"] == 2 and "topology.npz" in s["files"]
     with np.load(tmp_path / "o" / "topology.npz") as z:
         assert z["SegmentationId"].shape == F.shape
@@ -98,7 +96,7 @@ def test_bad_inputs_name_the_file(tmp_path):
         with pytest.raises(GlobscopeError, match=f"{name}: .*{message}"):
             read_grid_field(tmp_path / name)
     with pytest.raises(GlobscopeError, match="persistence must be a fraction"):
-        run_topology(tmp_path / "g.vti", "a", persistence=2.0, out=tmp_path / "o")
+        stages.topology(tmp_path / "g.vti", tmp_path / "o", TopologySettings("a", persistence=2.0))
 
 
 def test_non_finite_values_are_counted_and_kept(tmp_path):
@@ -106,7 +104,7 @@ def test_non_finite_values_are_counted_and_kept(tmp_path):
     F[2, 3] = np.nan
     F[7, 7] = np.inf
     vtkxml.write_image_data(tmp_path / "n.vti", {"loss": F})
-    s = run_topology(tmp_path / "n.vti", "loss", out=tmp_path / "o")
+    s = stages.topology(tmp_path / "n.vti", tmp_path / "o", TopologySettings("loss", persistence=0.0))
     assert s["n_nonfinite"] == 2 and s["n_basins"] == 1
     out = vtkxml.read(tmp_path / "o" / "topology.vti").point_data["loss_simplified"]
     assert np.isnan(out[2 + 9 * 3]) and np.isinf(out[7 + 9 * 7])

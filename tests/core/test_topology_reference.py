@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from ttk_reference import REFERENCE as REF
 
 from globscope.topology import analyze, critical_points, join_tree, persistence_pairs, prepare_field
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-REF = SHARED / "reference"
 NAMES = ["wells2d_64x48", "plateau2d_40x40", "wells3d_24x20x16", "ridged2d_256x256"]
 
-pytestmark = pytest.mark.skipif(
-    not (REF / "README.md").exists(),
-    reason=f"TTK reference outputs not found at {REF} (the shared/ folder beside the repository)",
-)
 
 
 def _csv(path):
