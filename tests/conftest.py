@@ -18,11 +18,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture(scope="session")
 def digits_zoo(tmp_path_factory):
     """A real checkpoint set: digits-mlp, 3 variants × 4 epochs, checkpoint every epoch."""
-    from globscope.tasks import get_task
+    from globscope.settings import ZooSettings
     from globscope.zoo import train_zoo
 
     out = tmp_path_factory.mktemp("zoo")
-    return train_zoo(get_task("digits-mlp"), out, n_variants=3, epochs=4, checkpoint_every=1, seed=0)
+    return train_zoo(ZooSettings("digits-mlp", n_variants=3, epochs=4, checkpoint_every=1, seed=0), out)
 
 
 @pytest.fixture(scope="session")

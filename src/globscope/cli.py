@@ -77,60 +77,62 @@ def _cmd_index(a, bars):
 
 
 def _cmd_zoo(a, bars):
-    from globscope.tasks import get_task
+    from globscope.settings import ZooSettings
     from globscope.zoo import train_zoo
 
-    task = get_task(a.task)
-    cs = train_zoo(task, a.out, n_variants=a.variants, epochs=a.epochs, checkpoint_every=a.every,
-                   seed=a.seed, progress=bars(f"training {a.task} zoo"))
+    settings = ZooSettings(a.task).replace(n_variants=a.variants, epochs=a.epochs, checkpoint_every=a.every,
+                                           seed=a.seed)
+    cs = train_zoo(settings, a.out, progress=bars(f"training {a.task} zoo"))
     print(f"wrote {len(cs)} checkpoints of {len(cs.runs)} variants -> {cs.root / 'manifest.json'}")
 
 
-def _load_set(a):
-    from globscope.checkpoints import CheckpointSet
-    from globscope.tasks import get_task
+def _models(a, bars):
+    from globscope import stages
 
-    cs = CheckpointSet.open(a.set, prefix=a.prefix)
-    task_name = a.task or cs.task or (cs.tasks[0] if len(cs.tasks) == 1 else None)
-    task = get_task(task_name) if task_name else None
-    layout = task.layout if task else cs.layout()
-    return cs, task_name, layout
+    return stages.load_models(stages.open_set(a.set, prefix=a.prefix), a.task, progress=bars("reading checkpoints"))
+
+
+def _fit_settings(a):
+    from globscope.settings import FitSettings
+
+    return FitSettings().replace(method=getattr(a, "method", None), dim=a.dim, seed=a.seed,
+                                 epochs=getattr(a, "epochs", None), device=getattr(a, "device", None))
 
 
 def _cmd_fit(a, bars):
-    from globscope.manifolds import make_manifold
+    from globscope import stages
 
-    cs, task_name, layout = _load_set(a)
-    W, _ = cs.load_weights(layout, progress=bars("reading checkpoints"))
-    params = {"device": a.device} if a.method == "autoencoder" and a.device else {}
-    if a.method == "autoencoder" and a.epochs:
-        params["epochs"] = a.epochs
-    man = make_manifold(a.method, a.dim, seed=a.seed, **params)
-    man.fit(W, progress=bars(f"fitting {a.method}"))
-    man.meta_ = {"task": task_name, "checkpoint_set": str(Path(a.set).resolve()), "layout": layout.to_dict()}
-    man.save(a.out)
-    print(f"{a.method} (d={a.dim}) fitted on {W.shape[0]} models of D={W.shape[1]} in {man.fit_seconds_:.1f} s; "
-          f"reconstruction MSE {man.reconstruction_mse(W):.6g} -> {a.out}")
+    models = _models(a, bars)
+    settings = _fit_settings(a)
+    man = stages.fit(models, settings, out=a.out, progress=bars(f"fitting {settings.method}"))
+    print(f"{settings.method} (d={settings.dim}) fitted on {models.W.shape[0]} models of D={models.W.shape[1]} in "
+          f"{man.fit_seconds_:.1f} s; reconstruction MSE {man.reconstruction_mse(models.W):.6g} -> {a.out}")
 
 
 def _cmd_compare(a, bars):
     from globscope.compare import compare, format_table, write_table
 
-    cs, _, layout = _load_set(a)
-    W, _ = cs.load_weights(layout, progress=bars("reading checkpoints"))
-    rows = compare(W, a.dim, methods=a.methods, seed=a.seed, progress=bars("fitting manifolds"))
-    out = Path(a.out) if a.out else Path(a.set)
-    write_table(rows, out / f"reconstruction_d{a.dim}.csv", out / f"reconstruction_d{a.dim}.json")
+    models = _models(a, bars)
+    settings = _fit_settings(a)
+    rows = compare(models.W, settings.dim, methods=a.methods, seed=settings.seed, progress=bars("fitting manifolds"))
+    out = Path(a.out) if a.out else models.cs.root
+    write_table(rows, out / f"reconstruction_d{settings.dim}.csv", out / f"reconstruction_d{settings.dim}.json")
     print(format_table(rows))
-    print(f"wrote {out / f'reconstruction_d{a.dim}.csv'} and .json")
+    print(f"wrote {out / f'reconstruction_d{settings.dim}.csv'} and .json")
 
 
 def _cmd_demo(a, bars):
     from globscope.compare import format_table
     from globscope.demo import run_demo
+    from globscope.settings import DemoSettings
 
-    s = run_demo(a.out, task=a.task, dim=a.dim, seed=a.seed, epochs=a.epochs, progress_factory=bars,
-                 resolution=a.resolution, persistence=a.persistence, with_render=not a.no_render)
+    d = DemoSettings()
+    settings = d.replace(zoo=d.zoo.replace(task=a.task, epochs=a.epochs, seed=a.seed),
+                         fit=d.fit.replace(dim=a.dim, seed=a.seed),
+                         landscape=d.landscape.replace(resolution=a.resolution),
+                         topology=d.topology.replace(persistence=a.persistence),
+                         with_render=not a.no_render)
+    s = run_demo(a.out, settings, progress_factory=bars)
     root = Path(a.out).resolve()
     print(f"\n{s['task']}: {s['n_models']} models of {s['n_variants']} variants, D = {s['n_params']}")
     print("reconstruction error (mean squared error in weight space):")
@@ -139,7 +141,7 @@ def _cmd_demo(a, bars):
     print(f"\nloss field: {land['n_points']} points ({land['points_per_second']:.0f} points/s), loss "
           f"{land['loss_min']:.4g} .. {land['loss_max']:.4g}; field vs direct loss at the models: "
           f"mean abs error {land['fidelity_mae']:.3g}")
-    print(f"topology of {topo['array']} simplified at {topo['persistence']:g} of its range: "
+    print(f"topology of {topo['settings']['array']} simplified at {topo['settings']['persistence']:g} of its range: "
           f"{s['n_basins']} basins for {s['n_variants']} variants; the final checkpoints lie in "
           f"{s['n_basins_of_final_models']} distinct basins")
     print(f"\nbundle: {root}")
@@ -151,10 +153,11 @@ def _cmd_demo(a, bars):
 
 
 def _cmd_render(a, bars):
-    from globscope import paraview_launch
+    from globscope import stages
+    from globscope.settings import RenderSettings
 
-    out = paraview_launch.render(a.bundle, a.out, state=a.state, size=tuple(a.size))
-    print(f"wrote {out}")
+    settings = RenderSettings().replace(size=tuple(a.size) if a.size else None)
+    print(f"wrote {stages.render(a.bundle, a.out, settings, state=a.state)}")
 
 
 def _cmd_paraview(a, bars):
@@ -181,32 +184,30 @@ def _cmd_doctor(a, bars):
 
 
 def _cmd_landscape(a, bars):
-    import os
-
-    from globscope.fileio import hash_file, write_json
-    from globscope.landscape import LatentGrid, compute_landscape
+    from globscope import stages
     from globscope.landscape.distributed import Context
-    from globscope.landscape.driver import resolve_inputs
+    from globscope.manifolds import read_manifold_info
+    from globscope.settings import LandscapeSettings
 
-    man, task, W, buffers = resolve_inputs(a.manifold, a.set, a.task)
-    Z = man.transform(W)
-    grid = LatentGrid.around(Z, a.resolution, a.margin)  # its shape (the bar's total); the engine fixes the rest
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    cp = a.chunk_points
-    mine = Context(rank=rank, world=world).mine(-(-grid.n_points // cp))
-    share = sum(min((i + 1) * cp, grid.n_points) - i * cp for i in mine)  # this rank's grid points
-    progress = bars.points(f"landscape {'×'.join(map(str, grid.shape))}"
-                           + (f" (rank {rank} of {world})" if world > 1 else ""), share) if rank == 0 else None
-    s = compute_landscape(man, task, Z, a.out, resolution=a.resolution, W=W, buffers=buffers, bn=a.bn, device=a.device,
-                          formulation=a.formulation, chunk_points=cp, calibration_size=a.calibration_size,
-                          max_batch_models=a.max_batch_models, threads=a.threads, margin=a.margin,
-                          manifold_id=hash_file(a.manifold), progress=progress)
+    res = a.resolution[0] if a.resolution and len(a.resolution) == 1 else (tuple(a.resolution) if a.resolution
+                                                                             else None)
+    settings = LandscapeSettings().replace(resolution=res, margin=a.margin, bn=a.bn, device=a.device,
+                                           formulation=a.formulation, chunk_points=a.chunk_points,
+                                           calibration_size=a.calibration_size,
+                                           max_batch_models=a.max_batch_models, threads=a.threads)
+    info = read_manifold_info(a.manifold)
+    here = Context.from_environment()
+    n = settings.n_points(info.dim)
+    progress = None
+    if here.is_main:  # this rank's share of the grid points: the bar's total
+        progress = bars.points(f"landscape {n} points" + (f" (rank 0 of {here.world})" if here.world > 1 else ""),
+                               here.share(n, settings.chunk_points))
+    s = stages.landscape(a.manifold, a.out, settings, task=a.task, checkpoint_set=a.set, progress=progress)
     if s is None:  # not rank 0
         return
-    s["manifold"] = str(Path(a.manifold).resolve())
-    write_json(Path(a.out) / "landscape.json", s)
     e = s["engine"]
-    print(f"{task.name}: {s['n_points']} points ({'×'.join(map(str, grid.shape))}) in {s['eval_seconds']:.1f} s, "
+    shape = "×".join(map(str, s["grid"]["shape"]))
+    print(f"{s['task']}: {s['n_points']} points ({shape}) in {s['eval_seconds']:.1f} s, "
           f"{s['points_per_second']:.0f} points/s on {e['device']} ({e['formulation']}, {e['batch_models']} models "
           f"per batch, {e['world_size']} process{'es' if e['world_size'] > 1 else ''}); "
           f"{s['chunks']['reused']} of {s['chunks']['total']} chunks reused")
@@ -221,11 +222,13 @@ def _cmd_landscape(a, bars):
 
 
 def _cmd_topology(a, bars):
-    from globscope.topology.export import run_topology
+    from globscope import stages
+    from globscope.settings import TopologySettings
 
-    s = run_topology(a.field, a.array, a.persistence, a.absolute, a.out, progress=bars("topology"))
+    settings = TopologySettings().replace(array=a.array, persistence=a.persistence, absolute=a.absolute or None)
+    s = stages.topology(a.field, a.out, settings, progress=bars("topology"))
     cps = ", ".join(f"{v} {k}" for k, v in s["critical_points"].items() if k != "regular")
-    print(f"{s['input']} [{s['array']}], grid {'x'.join(map(str, s['shape']))}: {s['n_minima_input']} minima; "
+    print(f"{s['input']} [{settings.array}], grid {'x'.join(map(str, s['shape']))}: {s['n_minima_input']} minima; "
           f"threshold {s['threshold']:.6g} leaves {s['n_basins']} basins")
     print(f"simplified field: {cps}; merge tree {s['n_nodes']} nodes, {s['n_arcs']} arcs")
     if s["n_nonfinite"]:
@@ -247,12 +250,37 @@ def _at_least(low: int):
     return parse
 
 
+def _between(low: int, high: int):
+    """An argparse type: an integer in [low, high]."""
+    at_least = _at_least(low)
+
+    def parse(text: str) -> int:
+        v = at_least(text)
+        if v > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {v}")
+        return v
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from globscope.manifolds import DIMS, METHODS
+    """The command line; every default comes from :mod:`globscope.settings` (options left unset
+    are ``None`` and keep the settings' default)."""
+    from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, MANIFOLD_METHODS
+    from globscope.settings import (
+        DemoSettings,
+        FitSettings,
+        LandscapeSettings,
+        RenderSettings,
+        TopologySettings,
+        ZooSettings,
+    )
     from globscope.tasks import BUILTIN_TASKS
 
+    zoo, fit, land, topo, ren = ZooSettings(), FitSettings(), LandscapeSettings(), TopologySettings(), RenderSettings()
+    demo = DemoSettings()
     p = argparse.ArgumentParser(prog="globscope", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details (and the cause of an error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="cmd", required=True)
     tasks_help = f"built-in ({', '.join(BUILTIN_TASKS)}) or package.module:callable"
@@ -266,22 +294,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("zoo", help="train a model zoo (variants A..G) into a checkpoint set")
     s.add_argument("task", help=tasks_help)
     s.add_argument("--out", required=True)
-    s.add_argument("--variants", type=_at_least(1), default=7)
+    s.add_argument("--variants", type=_between(1, zoo.MAX_VARIANTS),
+                   help=f"number of variants, named A.. (default {zoo.n_variants}, at most {zoo.MAX_VARIANTS})")
     s.add_argument("--epochs", type=_at_least(1), help="default: the task's")
     s.add_argument("--every", type=_at_least(1), help="checkpoint every K epochs (default: the task's)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, help=f"default {zoo.seed}")
     s.set_defaults(fn=_cmd_zoo)
 
     def set_args(s):
-        s.add_argument("set", help="checkpoint set folder (with manifest.json)")
+        s.add_argument("set", help="checkpoint set: manifest.json, its folder, or a VARIANT/epoch_K tree")
         s.add_argument("--task", help=f"overrides the manifest's task: {tasks_help}")
         s.add_argument("--prefix", help="key prefix to strip, e.g. Lightning's 'model.'")
-        s.add_argument("--dim", type=int, choices=DIMS, default=2)
-        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"latent dimension (default {fit.dim})")
+        s.add_argument("--seed", type=int, help=f"default {fit.seed}")
 
     s = sub.add_parser("fit", help="fit a manifold to a checkpoint set")
     set_args(s)
-    s.add_argument("--method", choices=list(METHODS), default="autoencoder")
+    s.add_argument("--method", choices=MANIFOLD_METHODS.names, help=f"default {fit.method}")
     s.add_argument("--epochs", type=_at_least(1), help="autoencoder: most training epochs")
     s.add_argument("--device", help="autoencoder: cpu, cuda, … (default: cuda when available)")
     s.add_argument("--out", required=True, help="manifold file, e.g. manifold.pt")
@@ -289,19 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compare", help="reconstruction MSE of every manifold method")
     set_args(s)
-    s.add_argument("--methods", nargs="+", choices=list(METHODS))
+    s.add_argument("--methods", nargs="+", choices=MANIFOLD_METHODS.names)
     s.add_argument("--out", help="folder for reconstruction_dD.csv/.json (default: the set's)")
     s.set_defaults(fn=_cmd_compare)
 
     s = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--task", default="digits-mlp", help=tasks_help)
-    s.add_argument("--dim", type=int, choices=DIMS, default=2)
+    s.add_argument("--task", help=f"{tasks_help} (default {demo.zoo.task})")
+    s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"default {demo.fit.dim}")
     s.add_argument("--epochs", type=_at_least(1), help="zoo epochs (default: the task's)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--resolution", type=_at_least(2), default=128, help="latent grid vertices per axis")
-    s.add_argument("--persistence", type=float, default=0.05,
-                   help="simplification threshold for the basins, a fraction of the log-loss range")
+    s.add_argument("--seed", type=int, help=f"zoo and autoencoder seed (default {demo.zoo.seed})")
+    s.add_argument("--resolution", type=_at_least(2), help=f"latent grid vertices per axis "
+                                                           f"(default {demo.landscape.resolution})")
+    s.add_argument("--persistence", type=float, help="simplification threshold for the basins, a fraction of "
+                                                     f"the log-loss range (default {demo.topology.persistence})")
     s.add_argument("--no-render", action="store_true", help="skip the ParaView render and state")
     s.set_defaults(fn=_cmd_demo)
 
@@ -309,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bundle")
     s.add_argument("--out", required=True, help="FILE.png")
     s.add_argument("--state", help=".pvsm or Python state (default: Globscope's landscape state)")
-    s.add_argument("--size", type=_at_least(16), nargs=2, default=(1600, 1000), metavar=("W", "H"))
+    s.add_argument("--size", type=_at_least(16), nargs=2, metavar=("W", "H"),
+                   help=f"pixels (default {ren.size[0]} {ren.size[1]})")
     s.set_defaults(fn=_cmd_render)
 
     s = sub.add_parser("paraview", help="open the ParaView GUI with the plugin loaded and the state applied")
@@ -321,24 +352,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_cmd_doctor)
 
-    from globscope.landscape import BN_MODES, DEFAULT_CHUNK_POINTS, FORMULATIONS
-
     s = sub.add_parser("landscape", help="evaluate the loss over a latent grid of a fitted manifold "
                                          "(resumable; runs under torchrun)")
     s.add_argument("manifold", help="manifold file (from `globscope fit`)")
     s.add_argument("--task", help=f"overrides the manifold's task: {tasks_help}")
     s.add_argument("--set", help="overrides the manifold's checkpoint set folder")
-    s.add_argument("--resolution", type=_at_least(2), nargs="+", required=True,
-                   help="grid vertices per axis: one value, or one per latent axis")
-    s.add_argument("--margin", type=float, default=0.1, help="fraction of the models' box added on each side")
+    s.add_argument("--resolution", type=_at_least(2), nargs="+",
+                   help=f"grid vertices per axis: one value, or one per latent axis (default {land.resolution})")
+    s.add_argument("--margin", type=float, help=f"fraction of the models' box added on each side "
+                                                f"(default {land.margin})")
     s.add_argument("--out", required=True, help="output folder (landscape.vti, landscape.json, chunk cache)")
-    s.add_argument("--bn", choices=BN_MODES, help="BatchNorm statistics of decoded models (default: recompute)")
-    s.add_argument("--calibration-size", type=_at_least(1), default=256, help="training examples for --bn recompute")
+    s.add_argument("--bn", choices=BN_MODES.names, help=f"BatchNorm statistics of decoded models (default {land.bn})")
+    s.add_argument("--calibration-size", type=_at_least(1),
+                   help=f"training examples for --bn recompute (default {land.calibration_size})")
     s.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    s.add_argument("--formulation", choices=FORMULATIONS, default="auto",
-                   help="stacked (MLPs), batched (vmap) or per-model (loop) evaluation; auto measures them")
-    s.add_argument("--chunk-points", type=_at_least(1), default=DEFAULT_CHUNK_POINTS,
-                   help="grid points per stored chunk (resume granularity)")
+    s.add_argument("--formulation", choices=FORMULATIONS,
+                   help=f"how batches of models are evaluated; auto measures the others (default {land.formulation})")
+    s.add_argument("--chunk-points", type=_at_least(1),
+                   help=f"grid points per stored chunk, the resume granularity (default {land.chunk_points})")
     s.add_argument("--max-batch-models", type=_at_least(1), help="most models per forward pass (default: from memory)")
     s.add_argument("--threads", type=_at_least(1), help="CPU threads (default: torch's, or fewer where "
                                                          "--formulation auto measures that to be faster)")
@@ -347,9 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("topology", help="persistence pairs, simplification, merge (join) tree and basins "
                                         "of a field (.vti, or .npz for d = 4)")
     s.add_argument("field", help="FIELD.vti or FIELD.npz")
-    s.add_argument("--array", help="scalar point array (default: the file's first)")
-    s.add_argument("--persistence", type=float, default=0.0,
-                   help="simplification threshold, a fraction of the field's range (default 0: none)")
+    s.add_argument("--array", help=f"scalar point array (default {topo.array})")
+    s.add_argument("--persistence", type=float,
+                   help=f"simplification threshold, a fraction of the field's range (default {topo.persistence}; "
+                        "0: none)")
     s.add_argument("--absolute", action="store_true", help="--persistence is in the field's units")
     s.add_argument("--out", required=True, help="output folder")
     s.set_defaults(fn=_cmd_topology)
@@ -363,7 +395,11 @@ def main(argv=None) -> int:
     bars = Bars(enabled=not a.no_progress and (sys.stderr.isatty() or a.verbose))
     try:
         rc = a.fn(a, bars)
-    except GlobscopeError as e:
+    except GlobscopeError as e:  # the user's mistake: one line (its cause too with -v)
+        if a.verbose and e.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"globscope: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

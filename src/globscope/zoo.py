@@ -13,7 +13,8 @@ import torch
 
 from globscope.checkpoints import Checkpoint, CheckpointSet
 from globscope.fileio import atomic_path
-from globscope.tasks import Task
+from globscope.settings import ZooSettings
+from globscope.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ VARIANTS = [
 
 
 def variant_table(n_variants: int = 7, seed: int = 0) -> list[dict]:
-    """Hyper-parameters of variants A, B, …: one distinct seed each."""
-    if not 1 <= n_variants <= 26:
-        raise ValueError("n_variants must be between 1 and 26")
+    """Hyper-parameters of variants A, B, …: one distinct seed each (``ZooSettings`` bounds the count)."""
     return [
         {"name": string.ascii_uppercase[i], "batch_size": bs, "lr": lr, "weight_decay": wd,
          "momentum": 0.9, "seed": seed * 1000 + i}
@@ -40,18 +39,18 @@ def variant_table(n_variants: int = 7, seed: int = 0) -> list[dict]:
     ]
 
 
-def train_zoo(task: Task, out, n_variants: int = 7, epochs: int | None = None,
-              checkpoint_every: int | None = None, seed: int = 0,
-              progress: Callable[[float], None] | None = None) -> CheckpointSet:
+def train_zoo(settings: ZooSettings, out, progress: Callable[[float], None] | None = None) -> CheckpointSet:
     """Train the zoo and write a checkpoint set (``VARIANT/epoch_K.pt`` + ``manifest.json``).
 
-    Deterministic given ``seed``: each variant seeds its initialisation and its data order.
+    Deterministic given ``settings.seed``: each variant seeds its initialisation and its data order.
     Each checkpoint's entry records its training loss, evaluation loss and accuracy.
     """
+    task = get_task(settings.task)
     out = Path(out)
-    epochs = epochs or task.epochs
-    every = checkpoint_every or task.checkpoint_every
-    variants = variant_table(n_variants, seed)
+    seed = settings.seed
+    epochs = settings.epochs or task.epochs
+    every = settings.checkpoint_every or task.checkpoint_every
+    variants = variant_table(settings.n_variants, seed)
     train = task.train_data
     checkpoints = []
     total = len(variants) * epochs

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from globscope import stages
 from globscope.checkpoints import Checkpoint, CheckpointSet
 from globscope.errors import Aborted
-from globscope.landscape import LatentGrid, compute_landscape, run_landscape
+from globscope.landscape import LatentGrid, compute_landscape
 from globscope.landscape.driver import CACHE_DIR
 from globscope.manifolds import make_manifold
+from globscope.settings import LandscapeSettings
 from globscope.tasks import get_task
 from globscope.vtkxml import read, read_field
 
@@ -58,7 +60,7 @@ def setup(tmp_path_factory):
     return root, fit_manifold(cs, root / "manifold.pt")
 
 
-FAST = dict(formulation="vmap", max_batch_models=16, chunk_points=32)
+FAST = LandscapeSettings(formulation="vmap", max_batch_models=16, chunk_points=32)
 
 
 def _fields(out):
@@ -67,13 +69,13 @@ def _fields(out):
 
 def test_outputs_and_fields_are_the_real_loss(setup, tmp_path):
     root, man_path = setup
-    s = run_landscape(man_path, tmp_path, resolution=(7, 5), margin=0.2, **FAST)
+    s = stages.landscape(man_path, tmp_path, FAST.replace(resolution=(7, 5), margin=0.2))
     F = _fields(tmp_path)
     assert F["loss"].shape == (7, 5)
     data = read(tmp_path / "landscape.vti")
     grid = LatentGrid.from_dict(s["grid"])
-    np.testing.assert_allclose(data.origin[:2], grid.origin)
-    np.testing.assert_allclose(data.spacing[:2], grid.spacing)
+    np.testing.assert_allclose(data.grid.origin, grid.origin)
+    np.testing.assert_allclose(data.grid.spacing, grid.spacing)
     # independent truth: decode one vertex, load it into the module, evaluate
     from globscope.manifolds import load_manifold
 
@@ -103,25 +105,23 @@ def test_outputs_and_fields_are_the_real_loss(setup, tmp_path):
 def test_relative_checkpoint_set_is_resolved_next_to_the_manifold_only(setup, tmp_path, monkeypatch):
     """The manifold's relative ``checkpoint_set`` ("zoo") names the set beside the manifold file,
     even when the current directory has a ``zoo/`` of its own."""
-    from globscope.landscape.driver import resolve_inputs
-
     root, man_path = setup
     work = tmp_path / "elsewhere"
     make_set(work / "zoo", n_runs=1, n_steps=2, seed=7)  # a decoy with the same relative name
     monkeypatch.chdir(work)
-    _, task, W, _ = resolve_inputs(Path("..") / os.path.relpath(man_path, tmp_path))  # a relative manifold path
-    W_true, _ = CheckpointSet.open(root / "zoo").load_weights(task.layout)
-    np.testing.assert_array_equal(W, W_true)
+    _, models = stages.manifold_inputs(Path("..") / os.path.relpath(man_path, tmp_path))  # a relative path
+    W_true, _ = CheckpointSet.open(root / "zoo").load_weights(models.layout)
+    np.testing.assert_array_equal(models.W, W_true)
     # an explicit set is the caller's, relative to the current directory
-    _, _, W_decoy, _ = resolve_inputs(man_path, checkpoint_set="zoo")
-    assert len(W_decoy) == 2
+    _, decoy = stages.manifold_inputs(man_path, checkpoint_set="zoo")
+    assert len(decoy.W) == 2
 
 
 @pytest.mark.parametrize("dim", [3, 4])
 def test_higher_dimensions(setup, tmp_path, dim):
     root, _ = setup
     man_path = fit_manifold(CheckpointSet.open(root / "zoo"), tmp_path / "m.pt", dim=dim)
-    s = run_landscape(man_path, tmp_path / "out", checkpoint_set=root / "zoo", resolution=3, **FAST)
+    s = stages.landscape(man_path, tmp_path / "out", FAST.replace(resolution=3), checkpoint_set=root / "zoo")
     if dim == 3:
         assert s["files"] == ["landscape.vti"]
         assert read_field(tmp_path / "out/landscape.vti", "loss")[0].shape == (3, 3, 3)
@@ -138,9 +138,9 @@ def test_higher_dimensions(setup, tmp_path, dim):
 def test_factored_field_equals_the_vmap_field(setup, tmp_path):
     """PCA's affine head: the driver hands codes to the factored formulation; same field."""
     root, man_path = setup
-    kw = dict(resolution=(6, 5), margin=0.3, max_batch_models=16, chunk_points=16)
-    a = run_landscape(man_path, tmp_path / "v", formulation="vmap", **kw)
-    b = run_landscape(man_path, tmp_path / "f", formulation="factored", **kw)
+    kw = LandscapeSettings(resolution=(6, 5), margin=0.3, max_batch_models=16, chunk_points=16)
+    a = stages.landscape(man_path, tmp_path / "v", kw.replace(formulation="vmap"))
+    b = stages.landscape(man_path, tmp_path / "f", kw.replace(formulation="factored"))
     assert a["engine"]["affine_head"] is None
     assert b["engine"]["formulation"] == "factored" and b["engine"]["affine_head"]["K"] == 2
     Fa, Fb = _fields(tmp_path / "v"), _fields(tmp_path / "f")
@@ -170,7 +170,7 @@ def test_non_finite_losses_are_counted_not_hidden(tmp_path):
     torch.manual_seed(0)
     w0 = task.layout.flatten(task.make_model().state_dict())
     Z = np.array([[0.0, 0.0], [40.0, 1.0]])
-    s = compute_landscape(Blowup(w0), task, Z, tmp_path, resolution=(9, 2), margin=0.0, **FAST)
+    s = compute_landscape(Blowup(w0), task, Z, tmp_path, FAST.replace(resolution=(9, 2), margin=0.0))
     F = read_field(tmp_path / "landscape.vti", "loss")[0]
     bad = ~np.isfinite(F)
     assert bad.any() and not bad[0].any()  # x = 0 is fine, the overflowing columns are not
@@ -187,14 +187,14 @@ def test_abort_keeps_finished_chunks_and_rerun_reuses_them(setup, tmp_path):
         return len(calls) > 5  # two batches per chunk: two chunks finish, then abort
 
     with pytest.raises(Aborted):
-        run_landscape(man_path, tmp_path, resolution=10, should_abort=should_abort, **FAST)
+        stages.landscape(man_path, tmp_path, FAST.replace(resolution=10), should_abort=should_abort)
     key_dirs = list((tmp_path / CACHE_DIR).iterdir())
     assert len(key_dirs) == 1 and len(list(key_dirs[0].glob("chunk_*.npz"))) == 2
-    s = run_landscape(man_path, tmp_path, resolution=10, **FAST)
+    s = stages.landscape(man_path, tmp_path, FAST.replace(resolution=10))
     assert s["chunks"] == {"total": 4, "reused": 2, "folder": str(key_dirs[0])}
-    assert run_landscape(man_path, tmp_path, resolution=10, **FAST)["chunks"]["reused"] == 4
+    assert stages.landscape(man_path, tmp_path, FAST.replace(resolution=10))["chunks"]["reused"] == 4
     # a changed setting is a different key: nothing reused
-    assert run_landscape(man_path, tmp_path, resolution=11, **FAST)["chunks"]["reused"] == 0
+    assert stages.landscape(man_path, tmp_path, FAST.replace(resolution=11))["chunks"]["reused"] == 0
 
 
 def _user_task(eval_y_shift=0, train_scale=1.0, bn=False):
@@ -224,7 +224,7 @@ def test_store_key_covers_the_evaluation_and_calibration_data(tmp_path, bn):
     W = np.stack([task.layout.flatten(task.make_model().state_dict()) for _ in range(5)])
     man = make_manifold("pca", 2).fit(W)
     Z = man.transform(W)
-    kw = dict(resolution=4, bn="recompute" if bn else None, manifold_id="m", **FAST)
+    kw = dict(settings=FAST.replace(resolution=4), manifold_id="m")
     a = compute_landscape(man, task, Z, tmp_path, **kw)
     assert compute_landscape(man, _user_task(bn=bn), Z, tmp_path, **kw)["chunks"]["reused"] == 1  # same data
     b = compute_landscape(man, _user_task(eval_y_shift=1, bn=bn), Z, tmp_path, **kw)
@@ -238,7 +238,8 @@ def test_store_key_covers_the_evaluation_and_calibration_data(tmp_path, bn):
 RUN = """
 import json, os, signal, sys
 from pathlib import Path
-from globscope.landscape import run_landscape
+from globscope import stages
+from globscope.settings import LandscapeSettings
 kill_after = int(sys.argv[3])  # chunks stored before the process kills itself (0: run to the end)
 if len(sys.argv) > 5:  # stand-in for this process's timings: what ``auto`` gets to choose from
     from globscope.landscape.evaluate import BatchedEvaluator
@@ -249,8 +250,8 @@ def progress(f):  # called after each batch; a chunk is stored after its last ba
     if kill_after and len(list(Path(sys.argv[2]).glob(".landscape-cache/*/chunk_*.npz"))) >= kill_after:
         os.kill(os.getpid(), signal.SIGKILL)
 
-s = run_landscape(sys.argv[1], sys.argv[2], resolution=24, formulation=sys.argv[4], max_batch_models=16,
-                  chunk_points=32, progress=progress)
+s = stages.landscape(sys.argv[1], sys.argv[2], LandscapeSettings(resolution=24, formulation=sys.argv[4],
+                     max_batch_models=16, chunk_points=32), progress=progress)
 print(json.dumps(s["chunks"]))
 """
 
@@ -352,7 +353,7 @@ def test_bn_reference_field_uses_the_nearest_models_buffers(tmp_path):
     buffers = [{k: v for k, v in m.state_dict().items() if k in task.layout.buffers} for m in models]
     man = make_manifold("pca", 2).fit(W)
     Z = man.transform(W)
-    s = compute_landscape(man, task, Z, tmp_path, resolution=5, W=W, buffers=buffers, bn="reference", **FAST)
+    s = compute_landscape(man, task, Z, tmp_path, FAST.replace(resolution=5, bn="reference"), W=W, buffers=buffers)
     F = read_field(tmp_path / "landscape.vti", "loss")[0]
     grid = LatentGrid.from_dict(s["grid"])
     pts = grid.points()
@@ -361,8 +362,9 @@ def test_bn_reference_field_uses_the_nearest_models_buffers(tmp_path):
         m = task.make_model()
         m.load_state_dict({**task.layout.unflatten(man.inverse_transform(pts[pid:pid + 1])[0]),
                            **buffers[nearest[pid]]})
-        assert grid.to_field(np.arange(grid.n_points))[np.unravel_index(pid, grid.shape, order="F")] == pid
-        assert F[np.unravel_index(pid, grid.shape, order="F")] == pytest.approx(task.evaluate(m)[0], rel=1e-5)
+        ij = tuple(grid.index([pid])[0])
+        assert grid.to_field(np.arange(grid.n_points))[ij] == pid
+        assert F[ij] == pytest.approx(task.evaluate(m)[0], rel=1e-5)
     # the input models evaluated directly with their own buffers
     direct = s["fidelity"]["direct_loss"]
     assert direct == pytest.approx([task.evaluate(m)[0] for m in models], rel=1e-5)
@@ -395,7 +397,7 @@ def test_perfect_points_field_log_loss_is_finite(tmp_path):
     W = (1e4 * np.stack([I, J, 2 * I, 0.3 * (I + J)])).astype(np.float32)
     man = make_manifold("pca", 2).fit(W)
     Z = man.transform(W)
-    compute_landscape(man, task, Z, tmp_path, resolution=(5, 4), margin=0.0, **FAST)
+    compute_landscape(man, task, Z, tmp_path, FAST.replace(resolution=(5, 4), margin=0.0))
     F = _fields(tmp_path)
     assert (F["loss"] == 0).any()  # the identity model classifies with a logit gap of 1e4: exp(-1e4) = 0
     assert np.isfinite(F["log_loss"]).all()

@@ -6,6 +6,7 @@ import torch
 
 from globscope.checkpoints import CheckpointSet
 from globscope.errors import GlobscopeError
+from globscope.settings import ZooSettings
 from globscope.tasks import BUILTIN_TASKS, Task, datasets, get_task
 from globscope.zoo import train_zoo
 
@@ -57,11 +58,10 @@ def test_user_task_by_module_and_callable():
 
 
 def test_zoo_is_deterministic_and_learns(tmp_path):
-    task = get_task("digits-mlp")
+    settings = ZooSettings("digits-mlp", n_variants=2, epochs=4, checkpoint_every=2, seed=3)
     fractions = []
-    a = train_zoo(task, tmp_path / "a", n_variants=2, epochs=4, checkpoint_every=2, seed=3,
-                  progress=fractions.append)
-    train_zoo(task, tmp_path / "b", n_variants=2, epochs=4, checkpoint_every=2, seed=3)
+    a = train_zoo(settings, tmp_path / "a", progress=fractions.append)
+    train_zoo(settings, tmp_path / "b")
     assert [c.file for c in a.checkpoints] == ["A/epoch_2.pt", "A/epoch_4.pt", "B/epoch_2.pt", "B/epoch_4.pt"]
     Wa, _ = CheckpointSet.open(tmp_path / "a").load_weights()
     Wb, _ = CheckpointSet.open(tmp_path / "b").load_weights()
@@ -72,6 +72,7 @@ def test_zoo_is_deterministic_and_learns(tmp_path):
     assert m.task == "digits-mlp" and m.meta["variants"][1]["batch_size"] == 64
     # the recorded metrics are the checkpoint's real evaluation
     c = m.checkpoints[3]
+    task = get_task(settings.task)
     net = task.make_model()
     net.load_state_dict(m.state_dict(3))
     loss, acc = task.evaluate(net)

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from globscope.errors import GlobscopeError
+from globscope.names import BN_MODES
 
-BN_MODES = ("recompute", "reference")
 
 
 def batchnorm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -33,10 +33,7 @@ def check_bn_mode(mode: str | None, has_batchnorm: bool) -> str | None:
     """The effective BatchNorm mode: None for a model without BatchNorm, else ``recompute`` by default."""
     if not has_batchnorm:
         return None
-    mode = mode or "recompute"
-    if mode not in BN_MODES:
-        raise GlobscopeError(f"BatchNorm mode must be one of {BN_MODES}, not {mode!r}")
-    return mode
+    return BN_MODES.name(mode or "recompute")
 
 
 class StatisticsProbe:
@@ -107,4 +104,4 @@ def stack_buffers(buffers: list[dict], keys) -> dict[str, torch.Tensor]:
     return out
 
 
-__all__ = ["BN_MODES", "batchnorm_modules", "check_bn_mode", "StatisticsProbe", "stack_buffers"]
+__all__ = ["batchnorm_modules", "check_bn_mode", "StatisticsProbe", "stack_buffers"]

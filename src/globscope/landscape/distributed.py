@@ -8,10 +8,11 @@ system is assumed; each rank also keeps its finished chunks in its own chunk sto
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
+
+from globscope.environment import get as env_get
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,20 @@ class Context:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @classmethod
+    def from_environment(cls) -> Context:
+        """Rank and world size from torchrun's variables, without joining a process group."""
+        rank = int(env_get("RANK", "0"))
+        return cls(rank=rank, world=int(env_get("WORLD_SIZE", "1")), local_rank=int(env_get("LOCAL_RANK", str(rank))))
+
     def mine(self, n_chunks: int) -> list[int]:
         """Chunk indices this rank computes: ``rank, rank + world, …``."""
         return list(range(self.rank, n_chunks, self.world))
+
+    def share(self, n_points: int, chunk_points: int) -> int:
+        """Grid points of this rank's chunks (chunks of ``chunk_points``, the last one shorter)."""
+        return sum(min((i + 1) * chunk_points, n_points) - i * chunk_points
+                   for i in self.mine(-(-n_points // chunk_points)))
 
     def gather(self, obj):
         """Objects of every rank, in rank order, on rank 0 (None elsewhere)."""
@@ -70,7 +82,7 @@ class Context:
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return int(env_get("WORLD_SIZE", "1")) > 1
 
 
 def context(device_type: str = "cpu") -> Context:
@@ -93,7 +105,7 @@ def context(device_type: str = "cpu") -> Context:
     rank, world = dist.get_rank(), dist.get_world_size()
     group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
     log.info("distributed: rank %d of %d (%s)", rank, world, dist.get_backend())
-    return Context(rank, world, int(os.environ.get("LOCAL_RANK", rank)), group, owns)
+    return Context(rank, world, int(env_get("LOCAL_RANK", str(rank))), group, owns)
 
 
 __all__ = ["Context", "context", "launched_by_torchrun"]

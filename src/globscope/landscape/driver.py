@@ -1,7 +1,7 @@
 """The driver: grid → decode in chunks → batched evaluation → resumable store → landscape.vti/.json.
 
-``compute_landscape`` takes objects (a manifold, a task, the input models); ``run_landscape`` takes
-a manifold file and finds the rest through the manifold's metadata (what the CLI and the demo call).
+``compute_landscape`` takes objects (a manifold, a task, the input models); the landscape stage
+(:func:`globscope.stages.landscape`) calls it for a manifold file and the models its metadata names.
 """
 
 from __future__ import annotations
@@ -15,19 +15,20 @@ import numpy as np
 import torch
 
 from globscope.errors import Aborted, GlobscopeError
-from globscope.fileio import hash_file, hash_json, read_json, write_json
+from globscope.fileio import hash_json, read_json, write_json
+from globscope.grid import Grid
 from globscope.landscape.batchnorm import stack_buffers
 from globscope.landscape.distributed import Context, context
 from globscope.landscape.evaluate import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
 from globscope.landscape.store import ChunkStore
-from globscope.tasks import Task, get_task
+from globscope.settings import LandscapeSettings
+from globscope.tasks import Task
 
 log = logging.getLogger(__name__)
 
 FORMAT = "globscope-landscape"
 CACHE_DIR = ".landscape-cache"
-DEFAULT_CHUNK_POINTS = 1024
 
 
 def make_decoder(manifold, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
@@ -220,16 +221,15 @@ def log_loss(loss: np.ndarray) -> np.ndarray:
         return np.log10(clipped)
 
 
-def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, margin: float = 0.1,
+def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: LandscapeSettings = LandscapeSettings(),
                       grid: LatentGrid | None = None, W: np.ndarray | None = None,
-                      buffers: list[dict] | None = None, bn: str | None = None, device=None,
-                      formulation: str = "auto", chunk_points: int = DEFAULT_CHUNK_POINTS,
-                      calibration_size: int = 256, memory_budget: int | None = None,
-                      max_batch_models: int | None = None, threads: int | None = None,
-                      manifold_id: str | None = None,
+                      buffers: list[dict] | None = None, memory_budget: int | None = None,
+                      manifold_id: str | None = None, manifold_path=None,
                       progress: Callable[[float], None] | None = None,
                       should_abort: Callable[[], bool] | None = None, ctx: Context | None = None) -> dict | None:
     """Compute the loss field of ``task`` over a latent grid and write it to ``out``.
+
+    The landscape stage (:func:`globscope.stages.landscape`) calls this for a manifold file.
 
     Parameters
     ----------
@@ -241,28 +241,26 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
     out : path
         Output folder: ``landscape.vti`` (d = 4: ``landscape.npz`` and ``landscape_wNNN.vti``),
         ``landscape.json`` and the chunk store ``.landscape-cache/<key>/``.
-    resolution : int or sequence of int
-        Grid vertices per axis.
-    margin : float
-        Fraction of the box's extent added on each side.
+    settings : LandscapeSettings
+        Resolution and margin of the grid; BatchNorm mode, device, formulation, chunk size,
+        calibration size, models per batch and threads of the engine (see ``BatchedEvaluator``).
+        The engine's choice on the first chunk (formulation, threads, data batch, models per
+        batch; what ``auto`` measured) is recorded in the store's ``store.json`` and reused by a
+        resumed run asking for ``auto`` or the same formulation, so that the resumed field equals
+        the uninterrupted one bit for bit.
     grid : LatentGrid, optional
-        Overrides ``resolution`` and ``margin``.
+        Overrides the settings' resolution and margin.
     W : ndarray of shape (N, D), optional
         The input models' weights; with them ``landscape.json`` gets the fidelity numbers.
     buffers : list of dict, optional
         The input models' buffers (BatchNorm statistics): needed for ``bn="reference"``, and for
         evaluating BatchNorm input models directly.
-    bn : {"recompute", "reference"}, optional
-        BatchNorm statistics of decoded models (default recompute; ignored without BatchNorm).
-    device, formulation, calibration_size, memory_budget, max_batch_models, threads
-        See ``BatchedEvaluator``. The engine's choice on the first chunk (formulation, threads,
-        data batch, models per batch; what ``auto`` measured) is recorded in the store's
-        ``store.json`` and reused by a resumed run asking for ``auto`` or the same formulation,
-        so that the resumed field equals the uninterrupted one bit for bit.
-    chunk_points : int
-        Grid points per stored chunk (the resume granularity; part of the store's key).
+    memory_budget : int, optional
+        Bytes a batch may use (default: from the device's free memory).
     manifold_id : str, optional
         Identifies the manifold in the store's key (e.g. its file's hash); default: a content hash.
+    manifold_path : path, optional
+        Recorded in ``landscape.json``.
     progress : callable(float), optional
     should_abort : callable() -> bool, optional
     ctx : Context, optional
@@ -281,27 +279,28 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
     if getattr(manifold, "n_features_in_", task.layout.n_params) != task.layout.n_params:
         raise GlobscopeError(f"manifold decodes D = {manifold.n_features_in_} weights, task {task.name!r} "
                              f"has D = {task.layout.n_params}")
-    dev = resolve_device(device)
+    st = settings
+    dev = resolve_device(st.device)
     own_ctx = ctx is None
     ctx = ctx or context(dev.type)
     try:
-        if dev.type == "cuda" and ctx.world > 1 and device in (None, "auto", "cuda"):
+        if dev.type == "cuda" and ctx.world > 1 and st.device in ("auto", "cuda"):
             dev = torch.device("cuda", ctx.local_rank % torch.cuda.device_count())
-        ev = BatchedEvaluator(task, dev, bn=bn, calibration_size=calibration_size, formulation=formulation,
-                              memory_budget=memory_budget, max_batch_models=max_batch_models, threads=threads)
+        ev = BatchedEvaluator(task, dev, bn=st.bn, calibration_size=st.calibration_size, formulation=st.formulation,
+                              memory_budget=memory_budget, max_batch_models=st.max_batch_models, threads=st.threads)
         reference = None
         if ev.bn == "reference":
             if buffers is None or len(buffers) != len(Z):
                 raise GlobscopeError("--bn reference needs the input models' buffers (the checkpoint set)")
             reference = {k: v.to(dev) for k, v in stack_buffers(buffers, ev.buffer_keys).items()}
-        request = grid.to_dict() if grid is not None else {"resolution": np.atleast_1d(resolution).tolist(),
-                                                            "margin": float(margin)}
-        settings = {"task": task.name, "n_eval": ev.n_eval, "data": ev.data_fingerprint(), "bn": ev.bn,
-                    "calibration_size": ev.describe()["calibration_size"], "chunk_points": int(chunk_points),
-                    "grid_request": request,
-                    "models": models_fingerprint(Z, W)}
+        request = grid.to_dict() if grid is not None else {"resolution": np.atleast_1d(st.resolution).tolist(),
+                                                            "margin": float(st.margin)}
+        keyed = {"task": task.name, "n_eval": ev.n_eval, "data": ev.data_fingerprint(), "bn": ev.bn,
+                 "calibration_size": ev.describe()["calibration_size"], "chunk_points": int(st.chunk_points),
+                 "grid_request": request,
+                 "models": models_fingerprint(Z, W)}
         key = hash_json({"format": FORMAT, "version": 1, "manifold": manifold_id or manifold_fingerprint(manifold, Z),
-                         **settings})
+                         **keyed})
         folder = out / CACHE_DIR / key
         # the grid of a run is fixed by its first attempt (stored with its chunks), so a resumed
         # run evaluates exactly the same points even if the encoded points moved in the last bits;
@@ -313,15 +312,15 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
             stored = read_json(folder / "store.json")
             if stored is not None and "grid" in stored:
                 grid = LatentGrid.from_dict(stored["grid"])
-            grid = grid or LatentGrid.around(Z, resolution, margin)
+            grid = grid or LatentGrid.around(Z, st.resolution, st.margin)
             first = {"grid": grid.to_dict(), "engine": (stored or {}).get("engine")}
         first = ctx.broadcast(first)
         grid = LatentGrid.from_dict(first["grid"])
         if grid.dim != Z.shape[1]:
             raise GlobscopeError(f"grid is {grid.dim}-D, the model points {Z.shape[1]}-D")
-        settings["grid"] = grid.to_dict()
-        pinned = _pinned_engine(first["engine"], formulation)
-        store = ChunkStore(folder, key, grid.n_points, chunk_points, settings)
+        keyed["grid"] = grid.to_dict()
+        pinned = _pinned_engine(first["engine"], st.formulation)
+        store = ChunkStore(folder, key, grid.n_points, st.chunk_points, keyed)
         done = store.done()
         reused, reused_points = len(done), sum(store.span(i)[1] - store.span(i)[0] for i in done)
         t_eval = time.perf_counter()
@@ -333,7 +332,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
                             "available now; the resumed chunks may differ from the first run's in the last bits")
             ev.batch_models = int(pinned["batch_models"])  # set_affine_head may have shrunk it
         else:
-            decode_codes = make_code_decoder(manifold, ev, formulation)
+            decode_codes = make_code_decoder(manifold, ev, st.formulation)
         fields = compute_field(decode_codes or make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,
                                progress=progress, should_abort=should_abort, codes=decode_codes is not None)
         t_eval = time.perf_counter() - t_eval
@@ -342,9 +341,9 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
         fields["log_loss"] = log_loss(fields["loss"])
         summary = {
             "format": FORMAT, "version": 1, "key": key, "task": task.name, "latent_dim": grid.dim,
-            "grid": grid.to_dict(), "n_points": grid.n_points, "margin": margin,
-            "settings": settings, "engine": {**ev.describe(), "world_size": ctx.world,
-                                             "pinned_by_store": pinned is not None},
+            "grid": grid.to_dict(), "n_points": grid.n_points, "settings": st.to_dict(), "store": keyed,
+            "manifold": str(manifold_path) if manifold_path else None,
+            "engine": {**ev.describe(), "world_size": ctx.world, "pinned_by_store": pinned is not None},
             "n_models": len(Z), "chunks": {"total": store.n_chunks, "reused": reused, "folder": str(store.folder)},
             "non_finite_loss": non_finite_counts(fields["loss"]),
             "loss": _finite_stats(fields["loss"]), "accuracy": _finite_stats(fields["accuracy"]),
@@ -414,7 +413,7 @@ def write_fields(out, grid: LatentGrid, fields: dict[str, np.ndarray], task_name
     F = {k: grid.to_field(fields[k]) for k in order if k in fields}
     fd = {"task": np.array([task_name], dtype=object), "latent_dim": np.array([grid.dim])}
     if grid.dim <= 3:
-        write_image_data(out / "landscape.vti", F, grid.origin, grid.spacing, field_data=fd)
+        write_image_data(out / "landscape.vti", F, grid, field_data=fd)
         return ["landscape.vti"]
     from globscope.fileio import atomic_path
 
@@ -422,77 +421,15 @@ def write_fields(out, grid: LatentGrid, fields: dict[str, np.ndarray], task_name
         np.savez(tmp, origin=np.array(grid.origin), spacing=np.array(grid.spacing), shape=np.array(grid.shape),
                  **F)
     files = ["landscape.npz"]
+    slice_grid = Grid(grid.origin[:3], grid.spacing[:3], grid.shape[:3])
     for l in range(grid.shape[3]):
         name = f"landscape_w{l:03d}.vti"
         w = grid.origin[3] + l * grid.spacing[3]
-        write_image_data(out / name, {k: v[..., l] for k, v in F.items()}, grid.origin[:3], grid.spacing[:3],
+        write_image_data(out / name, {k: v[..., l] for k, v in F.items()}, slice_grid,
                          field_data={**fd, "w": np.array([w])})
         files.append(name)
     return files
 
 
-def resolve_inputs(manifold_path, checkpoint_set=None, task: str | None = None):
-    """The manifold, its task and the input models a manifold file's metadata points to.
-
-    A relative ``checkpoint_set`` in the manifold's metadata is taken relative to the manifold
-    file's folder (never the current directory); an explicit ``checkpoint_set`` argument is taken
-    as given (relative to the current directory).
-
-    Returns
-    -------
-    manifold, task (Task), W (N, D), buffers (list of dict)
-    """
-    from globscope.checkpoints import CheckpointSet
-    from globscope.manifolds import load_manifold
-
-    manifold_path = Path(manifold_path)
-    man = load_manifold(manifold_path)
-    meta = getattr(man, "meta_", {}) or {}
-    task_name = task or meta.get("task")
-    if not task_name:
-        raise GlobscopeError(f"{manifold_path}: the manifold names no task; give one with --task")
-    t = get_task(task_name)
-    if checkpoint_set:  # given by the caller: relative to the current directory
-        cs_path = Path(checkpoint_set)
-    else:  # named by the manifold: a relative path is relative to the manifold file's folder only
-        if not meta.get("checkpoint_set"):
-            raise GlobscopeError(f"{manifold_path}: the manifold names no checkpoint set; give one with --set")
-        cs_path = Path(meta["checkpoint_set"])
-        if not cs_path.is_absolute():
-            cs_path = manifold_path.resolve().parent / cs_path
-    cs = CheckpointSet.open(cs_path)
-    W, buffers = cs.load_weights(t.layout)
-    return man, t, W, buffers
-
-
-def run_landscape(manifold_path, out, task: str | None = None, checkpoint_set=None, resolution=64,
-                  margin: float = 0.1, progress=None, should_abort=None, **kwargs) -> dict | None:
-    """``compute_landscape`` for a manifold file: task and input models from its metadata.
-
-    Parameters
-    ----------
-    manifold_path : path
-        A manifold saved by ``Manifold.save`` (``meta_`` names the task and checkpoint set;
-        a relative checkpoint-set path is taken relative to the manifold's folder).
-    out : path
-    task : str, optional
-        Overrides the manifold's task.
-    checkpoint_set : path, optional
-        Overrides the manifold's checkpoint set.
-    **kwargs
-        Passed to ``compute_landscape``.
-    """
-    man, t, W, buffers = resolve_inputs(manifold_path, checkpoint_set, task)
-    Z = man.transform(W)
-    summary = compute_landscape(man, t, Z, out, resolution=resolution, margin=margin, W=W, buffers=buffers,
-                                manifold_id=hash_file(manifold_path), progress=progress,
-                                should_abort=should_abort, **kwargs)
-    if summary is not None:
-        summary["manifold"] = str(Path(manifold_path).resolve())
-        write_json(Path(out) / "landscape.json", summary)
-    return summary
-
-
-__all__ = ["compute_landscape", "run_landscape", "compute_field", "write_fields", "fidelity",
-           "make_decoder", "make_code_decoder", "resolve_inputs", "non_finite_counts", "log_loss",
-           "DEFAULT_CHUNK_POINTS"]
+__all__ = ["compute_landscape", "compute_field", "write_fields", "fidelity", "make_decoder", "make_code_decoder",
+           "non_finite_counts", "log_loss"]

@@ -123,10 +123,18 @@ def get_task(name: str) -> Task:
             "a user task is named package.module:callable")
     mod_name, _, attr = name.partition(":")
     try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
+        module = importlib.import_module(mod_name)
+    except ImportError as e:
         raise GlobscopeError(f"task {name!r}: cannot import ({e})") from None
-    task = factory()
+    except Exception as e:  # noqa: BLE001 - the user's module failed while importing: say so, keep the cause
+        raise GlobscopeError(f"task {name!r}: importing {mod_name} raised {type(e).__name__}: {e}") from e
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise GlobscopeError(f"task {name!r}: cannot import ({mod_name} has no callable {attr!r})")
+    try:
+        task = factory()
+    except Exception as e:  # noqa: BLE001 - the user's factory failed: one line, the cause kept for -v
+        raise GlobscopeError(f"task {name!r}: {attr}() raised {type(e).__name__}: {e}") from e
     if not isinstance(task, Task):
         raise GlobscopeError(f"task {name!r}: the callable returned {type(task).__name__}, not a Task")
     return task

@@ -1,0 +1,211 @@
+"""The settings of each pipeline stage, with their defaults defined once.
+
+Every face takes its defaults from here: the CLI's options, the demo, the ParaView proxies'
+``default_values`` and the states. A stage records the settings it ran with (``topology.json``,
+``landscape.json``, the bundle's ``manifest.json``), and later readers (the state, the render) take
+them from there, so the picture, the state and ``summary.json`` agree by construction.
+
+Settings are frozen dataclasses; ``replace(**changes)`` makes a changed copy (``None`` values are
+ignored, so a CLI option left unset keeps the default) and checks the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from globscope.errors import GlobscopeError
+from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, MANIFOLD_METHODS
+
+# vertices per axis of the latent grid where nobody asks for another number (the demo's 128²
+# digits field takes about half a second on 2 CPU cores)
+DEFAULT_RESOLUTION = 128
+
+
+class _Settings:
+    """Shared behaviour of the settings dataclasses."""
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:  # pragma: no cover - each settings class checks its own fields
+        pass
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied; ``None`` values leave a setting as it is."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        """Settings recorded by ``to_dict`` (unknown keys, e.g. from a newer version, are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items() if k in names})
+
+
+def _positive_int(what: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise GlobscopeError(f"{what} must be a positive integer, got {v!r}")
+
+
+@dataclass(frozen=True)
+class ZooSettings(_Settings):
+    """A model zoo: ``n_variants`` variants (A, B, …) of ``task``, a checkpoint every few epochs."""
+
+    task: str = "digits-mlp"
+    n_variants: int = 7
+    epochs: int | None = None  # None: the task's
+    checkpoint_every: int | None = None  # None: the task's
+    seed: int = 0
+
+    MAX_VARIANTS = 26  # named A..Z
+
+    def check(self):
+        _positive_int("the number of variants", self.n_variants)
+        if self.n_variants > self.MAX_VARIANTS:
+            raise GlobscopeError(f"at most {self.MAX_VARIANTS} variants (named A..Z), got {self.n_variants}")
+        for what, v in (("epochs", self.epochs), ("checkpoint_every", self.checkpoint_every)):
+            if v is not None:
+                _positive_int(what, v)
+
+
+@dataclass(frozen=True)
+class FitSettings(_Settings):
+    """A manifold fit: the method, the latent dimension, the seed (fits are deterministic)."""
+
+    method: str = "autoencoder"
+    dim: int = 2
+    seed: int = 0
+    epochs: int | None = None  # autoencoder: most training epochs (None: the method's default)
+    device: str = "auto"  # autoencoder: where it trains
+
+    def check(self):
+        MANIFOLD_METHODS.name(self.method)
+        if self.dim not in LATENT_DIMS:
+            raise GlobscopeError(f"latent dimension must be one of {LATENT_DIMS}, not {self.dim!r}")
+        if self.epochs is not None:
+            _positive_int("epochs", self.epochs)
+
+    def manifold_params(self) -> dict:
+        """Keyword arguments of ``make_manifold`` beyond method and dimension."""
+        params = {"seed": self.seed}
+        if self.method == "autoencoder":
+            if self.epochs:
+                params["epochs"] = self.epochs
+            if self.device != "auto":
+                params["device"] = self.device
+        return params
+
+
+@dataclass(frozen=True)
+class LandscapeSettings(_Settings):
+    """A loss field over the latent grid and how the engine evaluates it."""
+
+    resolution: int | tuple = DEFAULT_RESOLUTION  # vertices per axis: one value, or one per latent axis
+    margin: float = 0.1  # fraction of the models' box added on each side
+    bn: str = "recompute"  # BatchNorm statistics of decoded models (ignored without BatchNorm)
+    device: str = "auto"
+    formulation: str = "auto"
+    chunk_points: int = 1024  # grid points per stored chunk (the resume granularity)
+    calibration_size: int = 256  # training examples for bn="recompute"
+    max_batch_models: int | None = None  # None: from the memory budget
+    threads: int | None = None  # None: torch's, or what formulation="auto" measures to be faster
+
+    def check(self):
+        res = self.resolution if isinstance(self.resolution, tuple) else (self.resolution,)
+        if not 1 <= len(res) <= max(LATENT_DIMS) or any(isinstance(r, bool) or not isinstance(r, int) or r < 2
+                                                         for r in res):
+            raise GlobscopeError(f"resolution must be at least 2 vertices per axis, got {self.resolution!r}")
+        if not (self.margin >= 0):
+            raise GlobscopeError(f"margin must be >= 0, got {self.margin!r}")
+        BN_MODES.name(self.bn)
+        if self.formulation not in FORMULATIONS:
+            raise GlobscopeError(f"formulation must be one of {', '.join(FORMULATIONS)}, not {self.formulation!r}")
+        for what, v in (("chunk_points", self.chunk_points), ("calibration_size", self.calibration_size),
+                        ("max_batch_models", self.max_batch_models), ("threads", self.threads)):
+            if v is not None:
+                _positive_int(what, v)
+
+    def n_points(self, dim: int) -> int:
+        """Grid vertices in all for a ``dim``-D manifold."""
+        res = self.resolution if isinstance(self.resolution, tuple) else (self.resolution,) * dim
+        if len(res) != dim:
+            raise GlobscopeError(f"resolution needs 1 or {dim} values for a {dim}-D manifold, got {len(res)}")
+        n = 1
+        for r in res:
+            n *= r
+        return n
+
+
+@dataclass(frozen=True)
+class TopologySettings(_Settings):
+    """Persistence simplification, merge tree and basins of one array of a field.
+
+    ``persistence`` is a fraction of the array's finite range unless ``absolute``. Basins are
+    counted on ``log_loss``: the merge tree does not change under a monotone map, but the threshold,
+    a fraction of the range, then measures depth in orders of magnitude.
+    """
+
+    array: str = "log_loss"
+    persistence: float = 0.05
+    absolute: bool = False
+
+    def check(self):
+        if not isinstance(self.array, str) or not self.array:
+            raise GlobscopeError("the topology needs the name of a scalar array")
+        if not (self.persistence >= 0) or (not self.absolute and self.persistence > 1):
+            raise GlobscopeError(f"persistence must be a fraction in [0, 1] (or an absolute value with absolute), "
+                                 f"got {self.persistence}")
+
+    @classmethod
+    def of_bundle(cls, bundle) -> TopologySettings:
+        """The settings a bundle's topology was computed with (``topology/topology.json``), or the
+        defaults when it has none: what its state and renders show."""
+        path = Path(bundle) / "topology" / "topology.json"
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        return cls.from_dict(recorded.get("settings") or {
+            k: recorded[k] for k in ("array", "persistence", "absolute") if k in recorded})
+
+
+@dataclass(frozen=True)
+class RenderSettings(_Settings):
+    """A rendered picture of a bundle (pvbatch)."""
+
+    size: tuple = (1600, 1000)  # pixels, width × height
+
+    def check(self):
+        if len(self.size) != 2:
+            raise GlobscopeError(f"size needs a width and a height, got {self.size!r}")
+        for v in self.size:
+            _positive_int("the picture size", v)
+
+
+@dataclass(frozen=True)
+class DemoSettings(_Settings):
+    """The embedded default end to end: zoo → autoencoder → field → topology → render."""
+
+    zoo: ZooSettings = ZooSettings()
+    fit: FitSettings = FitSettings()
+    landscape: LandscapeSettings = LandscapeSettings()
+    topology: TopologySettings = TopologySettings()
+    render: RenderSettings = RenderSettings()
+    with_render: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        d = d or {}
+        parts = {f.name: f.type for f in dataclasses.fields(cls)}
+        kinds = {"zoo": ZooSettings, "fit": FitSettings, "landscape": LandscapeSettings,
+                 "topology": TopologySettings, "render": RenderSettings}
+        return cls(**{k: kinds[k].from_dict(v) if k in kinds else v for k, v in d.items() if k in parts})
+
+
+__all__ = ["ZooSettings", "FitSettings", "LandscapeSettings", "TopologySettings", "RenderSettings", "DemoSettings",
+           "DEFAULT_RESOLUTION"]
