@@ -5,7 +5,7 @@ Globscope: vertex order + persistence pairs + join tree + segmentation (``sublev
 .persistence()``. Both run on the same field after one warm-up run (which also compiles the
 numba kernels, or loads them from the cache); the median of ``--repeat`` runs is reported.
 
-    python benchmarks/topology_speed.py [--size 1024] [--repeat 5] [--json]
+    .venv/bin/python benchmarks/topology_speed.py [--size 1024] [--repeat 5] [--json]
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from globscope.topology.merge_tree import tree_from_sweep  # noqa: E402
-from globscope.topology.persistence import pairs_from_sweep  # noqa: E402
-from globscope.topology.sweep import sublevel_sweep  # noqa: E402
+from globscope.topology.merge_tree import tree_from_sweep
+from globscope.topology.persistence import pairs_from_sweep
+from globscope.topology.sweep import sublevel_sweep
 
 
 def landscape(n: int, seed: int = 0) -> np.ndarray:

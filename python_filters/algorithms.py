@@ -1,20 +1,21 @@
 """Globscope's VTK algorithms (``VTKPythonAlgorithmBase``), undecorated: usable from plain
 ``vtkmodules`` and wrapped by the thin ParaView proxies in :mod:`python_filters.proxies`.
 
-Every algorithm passes ``progress`` / ``should_abort`` callbacks to the core (``UpdateProgress``,
-``CheckAbort``) and keeps its last result under a key of everything that determines it, so that
-re-executing with unchanged inputs and settings (ParaView does that when an unrelated property
-changes) reuses the result instead of recomputing it.
+Each algorithm is a thin translation of a core stage (:mod:`globscope.stages`): it holds that
+stage's settings object (defaults from :mod:`globscope.settings`, changed by the proxy's setters),
+passes ``progress`` / ``should_abort`` callbacks (``UpdateProgress``, ``CheckAbort``), and keeps its
+last result under a key of everything that determines it, so that re-executing with unchanged
+inputs and settings (ParaView does that when an unrelated property changes) reuses the result.
 
-Topology outputs follow TTK's port layout and array names (DESIGN.md), so downstream filters and
-states do not care which engine ran.
+Topology outputs follow TTK's port layout, array names and codes (:mod:`globscope.names`), so
+downstream filters and states do not care which engine ran.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -24,21 +25,14 @@ from vtkmodules.vtkCommonCore import vtkOutputWindow
 from vtkmodules.vtkCommonDataModel import VTK_LINE, VTK_VERTEX, vtkDataObject, vtkImageData, vtkPolyData, vtkTable
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
+from globscope import names as N
+from globscope import stages
+from globscope.environment import cache_dir
 from globscope.errors import Aborted, GlobscopeError
+from globscope.settings import FitSettings, LandscapeSettings, TopologySettings
 from python_filters import vtkconv as vc
 
 log = logging.getLogger("globscope.filters")
-
-METHODS = ("autoencoder", "pca", "kernel-pca", "umap")
-DEVICES = ("auto", "cpu", "cuda")
-BN_MODES = ("recompute", "reference")
-
-
-def cache_dir() -> Path:
-    """Where fitted manifolds and landscapes are kept between executions and sessions."""
-    d = Path(os.environ.get("GLOBSCOPE_CACHE") or Path.home() / ".cache" / "globscope" / "paraview")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def _hash(obj) -> str:
@@ -50,13 +44,23 @@ def _error(msg: str) -> None:
 
 
 class GlobscopeAlgorithm(VTKPythonAlgorithmBase):
-    """Shared plumbing: progress/abort callbacks, result cache, error reporting."""
+    """Shared plumbing: progress/abort callbacks, result cache, settings, error reporting."""
 
     def __init__(self, **kw):
         VTKPythonAlgorithmBase.__init__(self, **kw)
         self._cache_key = None
         self._cache = None
         self.n_computed = 0  # how many times the expensive part ran (tests read it)
+
+    def _set(self, attr, value):
+        """Set an attribute, marking the algorithm modified only when the value changes."""
+        if getattr(self, attr) != value:
+            setattr(self, attr, value)
+            self.Modified()
+
+    def _change(self, **changes):
+        """Change the algorithm's ``settings`` (a frozen settings object, which checks them)."""
+        self._set("settings", dataclasses.replace(self.settings, **changes))
 
     # progress in [lo, hi] of the whole execution
     def _progress(self, lo=0.0, hi=1.0):
@@ -92,7 +96,7 @@ class GlobscopeAlgorithm(VTKPythonAlgorithmBase):
         except Aborted:  # the user pressed abort; finished work stays cached
             _error(f"{type(self).__name__}: aborted by the user")
             return 0
-        except GlobscopeError as e:  # the user's mistake (or the core's abort): its message only
+        except GlobscopeError as e:  # the user's mistake: its message only
             _error(f"{type(self).__name__}: {e}")
             return 0
         except Exception:  # noqa: BLE001 - a bug: the traceback, in ParaView's output window; keep the session
@@ -118,18 +122,9 @@ def _file_stamp(path) -> tuple:
 
 
 # -- checkpoint sets -------------------------------------------------------------------------------
-def index_in_memory(root):
-    """The checkpoint set of the tree ``root`` (``VARIANT/epoch_K.pt``, …), indexed without writing
-    ``manifest.json`` into the user's folder: data folders may be read-only, and a saved index
-    would hide checkpoints added later."""
-    from globscope.checkpoints import index_folder
-
-    return index_folder(root, save=False)
-
-
 def _tree_stamp(root) -> tuple:
     """(relative path, size, mtime) of every checkpoint-like file under ``root``: changes when
-    files are added, removed or rewritten."""
+    files are added, removed or rewritten (a folder without a manifest is indexed anew then)."""
     from globscope.checkpoints import SUFFIXES
 
     root = Path(root)
@@ -141,19 +136,8 @@ def _tree_stamp(root) -> tuple:
     return tuple(out)
 
 
-def open_checkpoint_set(path):
-    """A checkpoint set from ``manifest.json``, its folder, or a folder tree indexed in memory
-    (nothing is written into the folder)."""
-    from globscope.checkpoints import MANIFEST, CheckpointSet
-
-    p = Path(path)
-    if p.is_dir() and not (p / MANIFEST).is_file():
-        return index_in_memory(p)
-    return CheckpointSet.open(p)
-
-
 class CheckpointSetReader(GlobscopeAlgorithm):
-    """Reads a checkpoint set's manifest: one table row per checkpoint.
+    """Reads a checkpoint set (:func:`globscope.stages.open_set`): one table row per checkpoint.
 
     Columns: ``file``, ``run``, ``variant``, ``variant_id``, ``epoch``, ``step``, ``task`` and every
     metric the manifest records. Field data: ``checkpoint_set`` (absolute folder), ``task``,
@@ -179,10 +163,10 @@ class CheckpointSetReader(GlobscopeAlgorithm):
             return None
         key = self._stat_key()
         if self._info is None or self._info[0] != key:
-            cs = open_checkpoint_set(self._filename)
+            cs = stages.open_set(self._filename)
             try:
                 n = cs.layout().n_params
-            except Exception:  # noqa: BLE001 - a broken first file shows in RequestData
+            except GlobscopeError:  # a broken first file shows in RequestData
                 n = -1
             self._info = (key, cs, n)
         return self._info
@@ -231,45 +215,36 @@ class CheckpointSetReader(GlobscopeAlgorithm):
 
 
 # -- manifold ------------------------------------------------------------------------------------
-def model_point_arrays(cs, Z, errors) -> tuple[dict, list]:
-    """The core's model-point arrays and polylines (:func:`globscope.bundle.model_point_arrays`)
-    plus ``loss`` (the recorded evaluation loss, when the manifest has it)."""
-    from globscope.bundle import model_point_arrays as core_arrays
+def model_points(cs, Z, errors, **field_strings) -> vtkPolyData:
+    """The encoded models as ``vtkPolyData``: :func:`globscope.bundle.model_point_arrays` on points
+    at the latent coordinates (the first three), one polyline per run; field data ``runs``,
+    ``latent_dim`` and the given strings."""
+    from globscope.bundle import model_point_arrays
 
-    arrays, lines = core_arrays(cs, Z, errors)
-    if "eval_loss" in arrays:
-        arrays["loss"] = arrays["eval_loss"]
-    return arrays, lines
+    arrays, lines = model_point_arrays(cs, Z, errors)
+    pd = vc.poly_data(Z[:, :3], arrays, lines=lines,
+                      field_data={"runs": np.array(cs.runs, dtype=object),
+                                  "latent_dim": np.array([Z.shape[1]], dtype=np.int32)})
+    vc.set_field_strings(pd, **field_strings)
+    return pd
 
 
-def fit_or_load_manifold(cs, task_name, method, dim, seed, epochs, manifold_file="", progress=None):
-    """A manifold for the checkpoint set: loaded from ``manifold_file`` when given, else fitted
-    (or taken from the cache of earlier fits with the same inputs and settings) and saved.
+def manifold_for(models, settings: FitSettings, manifold_file: str = "", progress=None):
+    """A manifold for the models: loaded from ``manifold_file`` when given, else fitted with
+    ``settings`` into Globscope's cache (a fit with the same inputs and settings is loaded).
 
-    Returns (manifold, path of its file, W).
+    Returns (manifold, path of its file).
     """
-    from globscope.manifolds import load_manifold, make_manifold
-    from globscope.tasks import get_task
+    from globscope.manifolds import FORMAT_VERSION, load_manifold
 
-    task = get_task(task_name)
-    W, _ = cs.load_weights(task.layout)
-    if progress:
-        progress(0.1)
     if manifold_file:
         path = Path(manifold_file).expanduser().resolve()
-        return load_manifold(path), path, W
-    params = {"seed": int(seed)}
-    if method == "autoencoder" and epochs and int(epochs) > 0:
-        params["epochs"] = int(epochs)
-    key = _hash(["manifold", cs.fingerprint(), task_name, method, int(dim), sorted(params.items())])
+        return load_manifold(path), path
+    key = _hash(["manifold", FORMAT_VERSION, models.cs.fingerprint(), models.task_name, settings.to_dict()])
     path = cache_dir() / f"manifold-{key}.pt"
     if path.is_file():
-        return load_manifold(path), path, W
-    man = make_manifold(method, int(dim), **params)
-    man.fit(W, progress=(lambda f: progress(0.1 + 0.8 * f)) if progress else None)
-    man.meta_ = {"task": task_name, "checkpoint_set": str(cs.root.resolve()), "layout": task.layout.to_dict()}
-    man.save(path)
-    return man, path, W
+        return load_manifold(path), path
+    return stages.fit(models, settings, out=path, progress=progress), path
 
 
 class ManifoldFilter(GlobscopeAlgorithm):
@@ -283,67 +258,63 @@ class ManifoldFilter(GlobscopeAlgorithm):
     def __init__(self):
         GlobscopeAlgorithm.__init__(self, nInputPorts=1, nOutputPorts=1, inputType="vtkTable",
                                     outputType="vtkPolyData")
-        self.method, self.dim, self.seed, self.epochs = "autoencoder", 2, 0, 0
+        self.settings = FitSettings()
         self.task, self.manifold_file = "", ""
 
-    def _set(self, attr, value):
-        if getattr(self, attr) != value:
-            setattr(self, attr, value)
-            self.Modified()
-
     def SetMethod(self, v):
-        v = METHODS[v] if isinstance(v, int) else str(v)
-        if v not in METHODS:
-            raise ValueError(f"unknown method {v!r}")
-        self._set("method", v)
+        self._change(method=N.MANIFOLD_METHODS.name(v))
 
-    def SetLatentDimension(self, v): self._set("dim", int(v))
+    def SetLatentDimension(self, v):
+        self._change(dim=int(v))
+
+    def SetSeed(self, v):
+        self._change(seed=int(v))
+
+    def SetEpochs(self, v):
+        self._change(epochs=int(v) or None)  # 0: the method's default
+
+    def SetTask(self, v):
+        self._set("task", str(v or ""))
+
+    def SetManifoldFile(self, v):
+        self._set("manifold_file", str(v or ""))
 
     def latent_dim(self) -> int:
         """The output's latent dimension, known before execution (for downstream extents)."""
         if self.manifold_file:
-            from globscope.manifolds import load_manifold
+            from globscope.manifolds import read_manifold_info
 
-            return load_manifold(self.manifold_file).dim
-        return self.dim
-    def SetSeed(self, v): self._set("seed", int(v))
-    def SetEpochs(self, v): self._set("epochs", int(v))
-    def SetTask(self, v): self._set("task", str(v or ""))
-    def SetManifoldFile(self, v): self._set("manifold_file", str(v or ""))
+            return read_manifold_info(self.manifold_file).dim
+        return self.settings.dim
+
+    def _task(self, tab) -> str | None:
+        if self.task:
+            return self.task
+        if self.manifold_file:
+            from globscope.manifolds import read_manifold_info
+
+            return (read_manifold_info(self.manifold_file).meta or {}).get("task") or None
+        return None
 
     def execute(self, inInfo, outInfo):
-        from globscope.compare import per_model_error
-
         tab = vtkTable.GetData(inInfo[0].GetInformationObject(0))
         cs_path = vc.field_string(tab, "checkpoint_set")
         if not cs_path:
             raise GlobscopeError("the input is not a Globscope checkpoint set (no checkpoint_set field data)")
-        cs = open_checkpoint_set(cs_path)
-        task = self.task or vc.field_string(tab, "task") or (cs.tasks[0] if cs.tasks else "")
-        if not task and self.manifold_file:
-            from globscope.manifolds import load_manifold
-
-            task = (load_manifold(self.manifold_file).meta_ or {}).get("task", "")
-        if not task:
-            raise GlobscopeError("the checkpoint set names no task: set the Task property")
+        cs = stages.open_set(cs_path)
+        task = self._task(tab)
         if self.manifold_file:
             # a given file decides everything: its content (stamp), not the fit-only settings
             key = ("manifold", cs.fingerprint(), task) + _file_stamp(self.manifold_file)
         else:
-            key = ("manifold", cs.fingerprint(), task, self.method, self.dim, self.seed, self.epochs)
+            key = ("manifold", cs.fingerprint(), task, self.settings)
 
         def compute():
-            man, path, W = fit_or_load_manifold(cs, task, self.method, self.dim, self.seed, self.epochs,
-                                                self.manifold_file, progress=self._progress(0.0, 0.9))
-            Z = man.transform(W)
-            err = per_model_error(man, W)
-            arrays, lines = model_point_arrays(cs, Z, err)
-            pd = vc.poly_data(Z[:, :3], arrays, lines=lines,
-                              field_data={"runs": np.array(cs.runs, dtype=object),
-                                          "latent_dim": np.array([man.dim], dtype=np.int32)})
-            vc.set_field_strings(pd, manifold_file=str(path), checkpoint_set=str(cs.root.resolve()), task=task,
-                                 method=man.method)
-            return pd
+            models = stages.load_models(cs, task, progress=self._progress(0.0, 0.1))
+            man, path = manifold_for(models, self.settings, self.manifold_file, progress=self._progress(0.1, 0.9))
+            Z, errors = stages.project(man, models)
+            return model_points(cs, Z, errors, manifold_file=str(path), checkpoint_set=str(cs.root.resolve()),
+                                task=models.task_name or "", method=man.method)
 
         out = vtkPolyData.GetData(outInfo.GetInformationObject(0))
         out.ShallowCopy(self._cached(key, compute))
@@ -363,20 +334,16 @@ class LossLandscape(GlobscopeAlgorithm):
     """Input: the Manifold filter's output. Output: ``vtkImageData`` over the latent grid with point
     arrays ``loss``, ``log_loss``, ``accuracy``, ``distance`` (latent dimension 2 or 3).
 
-    The core writes ``landscape.vti`` into a cache folder keyed by the manifold file and the
-    settings; chunks already evaluated there are reused (also across sessions).
+    The landscape stage writes ``landscape.vti`` into a cache folder keyed by the manifold file and
+    the settings; chunks already evaluated there are reused (also across sessions).
     """
 
     def __init__(self):
         GlobscopeAlgorithm.__init__(self, nInputPorts=1, nOutputPorts=1, inputType="vtkPolyData",
                                     outputType="vtkImageData")
-        self.resolution, self.margin, self.task, self.device, self.bn = 32, 0.1, "", "auto", "recompute"
+        self.settings = LandscapeSettings()
+        self.task = ""
         self.summary = None
-
-    def _set(self, attr, value):
-        if getattr(self, attr) != value:
-            setattr(self, attr, value)
-            self.Modified()
 
     def _latent_dim(self, inInfo) -> int:
         """The latent dimension before any data exists: asked from the upstream Manifold filter,
@@ -398,43 +365,43 @@ class LossLandscape(GlobscopeAlgorithm):
         # image outputs need their extent before RequestData (else a second consumer's request
         # finds an empty update extent and the executive empties the output)
         dim = self._latent_dim(inInfo)
-        r = self.resolution - 1
+        r = self.settings.resolution - 1
         ext = [0, r, 0, r, 0, r if dim == 3 else 0]
         outInfo.GetInformationObject(0).Set(vtkStreamingDemandDrivenPipeline.WHOLE_EXTENT(), ext, 6)
         return 1
 
-    def SetResolution(self, v): self._set("resolution", int(v))
-    def SetMargin(self, v): self._set("margin", float(v))
-    def SetTask(self, v): self._set("task", str(v or ""))
+    def SetResolution(self, v):
+        self._change(resolution=int(v))
+
+    def SetMargin(self, v):
+        self._change(margin=float(v))
+
+    def SetTask(self, v):
+        self._set("task", str(v or ""))
 
     def SetDevice(self, v):
-        self._set("device", DEVICES[v] if isinstance(v, int) else str(v))
+        self._change(device=N.DEVICES.name(v))
 
     def SetBatchNormMode(self, v):
-        self._set("bn", BN_MODES[v] if isinstance(v, int) else str(v))
+        self._change(bn=N.BN_MODES.name(v))
 
     def execute(self, inInfo, outInfo):
         from vtkmodules.vtkIOXML import vtkXMLImageDataReader
 
         from globscope.fileio import hash_file
-        from globscope.landscape import run_landscape
 
         src = vtkDataObject.GetData(inInfo[0].GetInformationObject(0))
         mpath = _manifold_of(src)
-        st = mpath.stat()
-        key = ("landscape", str(mpath), st.st_mtime_ns, st.st_size, self.resolution, self.margin, self.task,
-               self.device, self.bn)
+        key = ("landscape",) + _file_stamp(mpath) + (self.settings, self.task)
 
         def compute():
-            folder = cache_dir() / f"landscape-{_hash([hash_file(mpath)] + list(key[4:]))}"
-            summary = run_landscape(mpath, folder, task=self.task or None, resolution=self.resolution,
-                                    margin=self.margin, device=None if self.device == "auto" else self.device,
-                                    bn=self.bn, progress=self._progress(0.0, 0.95),
-                                    should_abort=self._should_abort)
+            folder = cache_dir() / f"landscape-{_hash([hash_file(mpath), self.settings.to_dict(), self.task])}"
+            summary = stages.landscape(mpath, folder, self.settings, task=self.task or None,
+                                       progress=self._progress(0.0, 0.95), should_abort=self._should_abort)
             vti = folder / "landscape.vti"
             if not vti.is_file():
                 raise GlobscopeError(f"the landscape of a {summary.get('latent_dim')}-D manifold is not one image "
-                                 "(only latent dimensions 2 and 3 are shown in ParaView)")
+                                     f"(ParaView shows latent dimensions {' and '.join(map(str, N.IMAGE_DIMS))})")
             r = vtkXMLImageDataReader()
             r.SetFileName(str(vti))
             r.Update()
@@ -452,23 +419,14 @@ class LossLandscape(GlobscopeAlgorithm):
 
 # -- topology --------------------------------------------------------------------------------------
 class _TopologyFilter(GlobscopeAlgorithm):
-    """Input: ``vtkImageData`` with a point scalar array (``SetInputArrayToProcess(0, …)``,
-    default ``log_loss`` when present)."""
+    """Input: ``vtkImageData`` with a point scalar array (``SetInputArrayToProcess(0, …)``, default
+    the topology settings' array, ``log_loss``, when present)."""
+
+    persistence = 0.0  # the field as it is; the simplification filter has its own settings
 
     def __init__(self, nOutputPorts=1, outputType="vtkUnstructuredGrid"):
         GlobscopeAlgorithm.__init__(self, nInputPorts=1, nOutputPorts=nOutputPorts, inputType="vtkImageData",
                                     outputType=outputType)
-        self.persistence, self.absolute = 0.0, False
-
-    def SetPersistenceThreshold(self, v):
-        if float(v) != self.persistence:
-            self.persistence = float(v)
-            self.Modified()
-
-    def SetThresholdIsAbsolute(self, v):
-        if bool(v) != self.absolute:
-            self.absolute = bool(v)
-            self.Modified()
 
     def _field(self, inInfo):
         img = vtkImageData.GetData(inInfo[0].GetInformationObject(0))
@@ -481,40 +439,26 @@ class _TopologyFilter(GlobscopeAlgorithm):
                 raise GlobscopeError(f"the input image has no point array {name!r}")
         if arr is None:
             pd = img.GetPointData()
-            for name in ("log_loss", "loss"):
-                if pd.GetArray(name) is not None:
-                    arr = pd.GetArray(name)
-                    break
-            else:
-                arr = pd.GetScalars() or (pd.GetArray(0) if pd.GetNumberOfArrays() else None)
+            arr = pd.GetArray(TopologySettings().array) or pd.GetScalars() or \
+                (pd.GetArray(0) if pd.GetNumberOfArrays() else None)
         if arr is None:
             raise GlobscopeError("the input image has no point scalar array")
         if arr.GetNumberOfComponents() != 1:
             raise GlobscopeError(f"array {arr.GetName()!r} has {arr.GetNumberOfComponents()} components, need 1")
-        origin, spacing, dims = vc.image_geometry(img)
-        F = vc.from_vtk_array(arr).astype(np.float64).reshape(dims, order="F")
-        return img, arr, F
+        grid = vc.image_grid(img)
+        return img, arr, grid, grid.to_field(vc.from_vtk_array(arr).astype(np.float64))
 
-    def _analyze(self, inInfo, persistence):
+    def _analyze(self, inInfo, persistence, absolute=False):
         from globscope.topology import analyze
 
-        img, arr, F = self._field(inInfo)
-        key = (type(self).__name__, arr.GetName(), arr.GetMTime(), img.GetMTime(), F.shape, persistence,
-               self.absolute)
-        res = self._cached(key, lambda: analyze(F, persistence, self.absolute, progress=self._progress(0.0, 0.9),
+        img, arr, grid, F = self._field(inInfo)
+        key = (type(self).__name__, arr.GetName(), arr.GetMTime(), img.GetMTime(), F.shape, persistence, absolute)
+        res = self._cached(key, lambda: analyze(F, persistence, absolute, progress=self._progress(0.0, 0.9),
                                                 should_abort=self._should_abort))
-        return img, arr, F, res
+        return img, arr, grid, res
 
 
-def _grid_coords(img, vertex_ids) -> np.ndarray:
-    """Positions (n, 3) of image vertices given by VTK point id (``img.GetPoint``, vectorised)."""
-    dims = img.GetDimensions()
-    idx = np.stack(np.unravel_index(np.asarray(vertex_ids, dtype=np.int64), dims, order="F"), 1)
-    start = np.asarray(img.GetExtent()[::2])
-    return np.asarray(img.GetOrigin()) + (idx + start) * np.asarray(img.GetSpacing())
-
-
-def diagram(pairs, crit_types_birth=0, death_types=None):
+def diagram(pairs):
     """TTK's persistence diagram layout: per pair two points (birth, birth) and (birth, death),
     one line cell; point arrays ``ttkVertexScalarField``, ``CriticalType``, ``Birth``, ``Death``;
     cell arrays ``PairIdentifier``, ``PairType``, ``Persistence``, ``IsFinite``; the diagonal is
@@ -532,41 +476,47 @@ def diagram(pairs, crit_types_birth=0, death_types=None):
     verts[0:2 * n:2], verts[1:2 * n:2] = pairs.birth_vertex, pairs.death_vertex
     verts[2 * n:] = -1
     ctype = np.empty(2 * n + 2, dtype=np.int32)
-    ctype[0:2 * n:2] = 0
-    ctype[1:2 * n:2] = np.where(pairs.is_finite, 1, 3) if death_types is None else death_types
+    ctype[0:2 * n:2] = N.CriticalType.MINIMUM
+    ctype[1:2 * n:2] = np.where(pairs.is_finite, N.CriticalType.SADDLE1, N.CriticalType.MAXIMUM)
     ctype[2 * n:] = -1
     birth_pt = np.repeat(b, 2) if n else np.zeros(0)
     death_pt = np.repeat(d, 2) if n else np.zeros(0)
     cells = np.array([[2 * i, 2 * i + 1] for i in range(n)] + [[2 * n, 2 * n + 1]], dtype=np.int64)
     return vc.unstructured_grid(
         P, cells, VTK_LINE,
-        point_data={"ttkVertexScalarField": verts, "CriticalType": ctype,
-                    "Birth": np.concatenate([birth_pt, [lo, hi]]), "Death": np.concatenate([death_pt, [lo, hi]])},
-        cell_data={"PairIdentifier": np.concatenate([np.arange(n), [-1]]).astype(np.int32),
-                   "PairType": np.concatenate([pairs.pair_type, [-1]]).astype(np.int32),
-                   "Persistence": np.concatenate([pairs.persistence, [0.0]]).astype(np.float64),
-                   "IsFinite": np.concatenate([pairs.is_finite.astype(np.int32), [1]]).astype(np.int32)})
+        point_data={N.VERTEX_SCALAR_FIELD: verts, N.CRITICAL_TYPE: ctype,
+                    N.BIRTH: np.concatenate([birth_pt, [lo, hi]]), N.DEATH: np.concatenate([death_pt, [lo, hi]])},
+        cell_data={N.PAIR_IDENTIFIER: np.concatenate([np.arange(n), [-1]]).astype(np.int32),
+                   N.PAIR_TYPE: np.concatenate([pairs.pair_type, [-1]]).astype(np.int32),
+                   N.PERSISTENCE: np.concatenate([pairs.persistence, [0.0]]).astype(np.float64),
+                   N.IS_FINITE: np.concatenate([pairs.is_finite.astype(np.int32), [1]]).astype(np.int32)})
 
 
 class PersistenceDiagram(_TopologyFilter):
     """Minimum-saddle persistence diagram of the input field, in TTK's layout (see :func:`diagram`)."""
 
     def execute(self, inInfo, outInfo):
-        _, _, _, res = self._analyze(inInfo, 0.0)
+        res = self._analyze(inInfo, self.persistence)[3]
         out = vtkDataObject.GetData(outInfo.GetInformationObject(0))
         out.ShallowCopy(diagram(res.pairs))
 
 
 class TopologicalSimplification(_TopologyFilter):
     """TTK's ``TopologicalSimplificationByPersistence`` (Minimum-Saddle): the input image with the
-    processed array replaced by the simplified field, plus TTK's ``Order`` array."""
+    processed array replaced by the simplified field, plus TTK's order array ``<array>_Order``."""
 
     def __init__(self):
         _TopologyFilter.__init__(self, outputType="vtkImageData")
-        self.persistence = 0.05
+        self.settings = TopologySettings()
+
+    def SetPersistenceThreshold(self, v):
+        self._change(persistence=float(v))
+
+    def SetThresholdIsAbsolute(self, v):
+        self._change(absolute=bool(v))
 
     def execute(self, inInfo, outInfo):
-        img, arr, F, res = self._analyze(inInfo, self.persistence)
+        img, arr, grid, res = self._analyze(inInfo, self.settings.persistence, self.settings.absolute)
         out = vtkImageData.GetData(outInfo.GetInformationObject(0))
         out.ShallowCopy(img)
         name = arr.GetName()
@@ -574,8 +524,8 @@ class TopologicalSimplification(_TopologyFilter):
         out.GetPointData().RemoveArray(name)
         out.GetPointData().AddArray(vc.to_vtk_array(name, simplified))
         out.GetPointData().SetActiveScalars(name)
-        out.GetPointData().RemoveArray("Order")
-        out.GetPointData().AddArray(vc.to_vtk_array("Order", res.simplification.order.astype(np.int64)))
+        out.GetPointData().RemoveArray(N.order_array(name))
+        out.GetPointData().AddArray(vc.to_vtk_array(N.order_array(name), res.simplification.order.astype(np.int64)))
         vc.add_arrays(out.GetFieldData(), {"PersistenceThreshold": np.array([res.simplification.threshold]),
                                            "RemovedPairs": np.array([len(res.simplification.removed_minima)])})
 
@@ -597,52 +547,33 @@ class MergeTree(_TopologyFilter):
         return 1
 
     def execute(self, inInfo, outInfo):
-        img, arr, F, res = self._analyze(inInfo, 0.0)
+        img, arr, grid, res = self._analyze(inInfo, self.persistence)
         t = res.join_tree
-        nodes_xyz = _grid_coords(img, t.node_vertex)
+        nodes_xyz = grid.coordinates(t.node_vertex)
         node_arrays = t.node_arrays()
         nodes = vc.unstructured_grid(nodes_xyz, np.arange(t.n_nodes)[:, None], VTK_VERTEX, point_data=node_arrays)
-        rt = t.region_type
         arcs = vc.unstructured_grid(
             nodes_xyz, np.stack([t.arc_down, t.arc_up], axis=1), VTK_LINE,
-            point_data={k: node_arrays[k] for k in ("NodeId", "Scalar")}, cell_data=t.arc_arrays())
+            point_data={k: node_arrays[k] for k in (N.NODE_ID, N.SCALAR)}, cell_data=t.arc_arrays())
         seg = vtkImageData()
         seg.ShallowCopy(img)
-        seg_ids = t.segmentation.astype(np.int32)
-        region = np.where(seg_ids >= 0, rt[seg_ids.clip(0)], -1).astype(np.int32)
-        vc.add_arrays(seg.GetPointData(), {"SegmentationId": seg_ids, "RegionType": region})
+        vc.add_arrays(seg.GetPointData(), {N.SEGMENTATION_ID: t.segmentation.astype(np.int32),
+                                           N.REGION_TYPE: t.segmentation_region_type()})
         for port, obj in enumerate((nodes, arcs, seg)):
             vtkDataObject.GetData(outInfo.GetInformationObject(port)).ShallowCopy(obj)
 
 
 # -- models on an existing manifold ---------------------------------------------------------------
-def sample_image(img, points, names) -> dict:
-    """Point arrays ``names`` of ``img`` interpolated (multilinearly) at ``points`` (N, 3); NaN outside."""
-    from vtkmodules.vtkFiltersCore import vtkProbeFilter
-
-    probe = vtkProbeFilter()
-    probe.SetInputData(vc.poly_data(points, verts=False))
-    probe.SetSourceData(img)
-    probe.Update()
-    o = probe.GetOutput()
-    valid = vc.from_vtk_array(o.GetPointData().GetArray("vtkValidPointMask")).astype(bool)
-    res = {}
-    for n in names:
-        a = o.GetPointData().GetArray(n)
-        if a is not None:
-            v = vc.from_vtk_array(a).astype(np.float64)
-            v[~valid] = np.nan
-            res[n] = v
-    return res
+LANDSCAPE_ARRAYS = ("loss", "log_loss", "accuracy")
 
 
 class ProjectModels(GlobscopeAlgorithm):
     """Encode another checkpoint set (a curve, re-basined models) onto an existing manifold.
 
     Port 0: the Manifold filter's output (or anything carrying its ``manifold_file``), e.g. a
-    landscape. Port 1 (optional): a landscape image whose fields are sampled at the new points
-    (``field_loss``, ``field_log_loss``, ``field_accuracy``). Output: ``vtkPolyData`` like the
-    Manifold filter's.
+    landscape. Port 1 (optional): a landscape image whose fields are interpolated at the new points
+    (``field_loss``, ``field_log_loss``, ``field_accuracy``; NaN outside the image). Output:
+    ``vtkPolyData`` like the Manifold filter's.
     """
 
     def __init__(self):
@@ -656,14 +587,10 @@ class ProjectModels(GlobscopeAlgorithm):
         return 1
 
     def SetCheckpointSet(self, v):
-        if str(v or "") != self.checkpoint_set:
-            self.checkpoint_set = str(v or "")
-            self.Modified()
+        self._set("checkpoint_set", str(v or ""))
 
     def execute(self, inInfo, outInfo):
-        from globscope.compare import per_model_error
         from globscope.manifolds import load_manifold
-        from globscope.tasks import get_task
 
         src = vtkDataObject.GetData(inInfo[0].GetInformationObject(0))
         mpath = _manifold_of(src)
@@ -672,26 +599,23 @@ class ProjectModels(GlobscopeAlgorithm):
             land = vtkDataObject.GetData(inInfo[1].GetInformationObject(0))
         if not self.checkpoint_set:
             raise GlobscopeError("no checkpoint set to project (CheckpointSet is empty)")
-        cs = open_checkpoint_set(self.checkpoint_set)
-        key = ("project", str(mpath), mpath.stat().st_mtime_ns, cs.fingerprint())
+        cs = stages.open_set(self.checkpoint_set)
+        key = ("project",) + _file_stamp(mpath) + (cs.fingerprint(),)
 
         def compute():
             man = load_manifold(mpath)
-            task = (man.meta_ or {}).get("task") or (cs.tasks[0] if cs.tasks else None)
-            if not task:
-                raise GlobscopeError("neither the manifold nor the checkpoint set names a task")
-            W, _ = cs.load_weights(get_task(task).layout, progress=self._progress(0.0, 0.6))
-            Z = man.transform(W)
-            arrays, lines = model_point_arrays(cs, Z, per_model_error(man, W))
-            return Z, arrays, lines, task
+            models = stages.load_models(cs, (man.meta_ or {}).get("task"), progress=self._progress(0.0, 0.6))
+            return models, stages.project(man, models)
 
-        Z, arrays, lines, task = self._cached(key, compute)
-        arrays = dict(arrays)
-        if land is not None and isinstance(land, vtkImageData):
-            for k, v in sample_image(land, vc.points3(Z), ["loss", "log_loss", "accuracy"]).items():
-                arrays[f"field_{k}"] = v
-        pd = vc.poly_data(Z[:, :3], arrays, lines=lines, field_data={"runs": np.array(cs.runs, dtype=object)})
-        vc.set_field_strings(pd, manifold_file=str(mpath), checkpoint_set=str(cs.root.resolve()), task=task)
+        models, (Z, errors) = self._cached(key, compute)
+        pd = model_points(cs, Z, errors, manifold_file=str(mpath), checkpoint_set=str(cs.root.resolve()),
+                          task=models.task_name or "")
+        if isinstance(land, vtkImageData):
+            grid = vc.image_grid(land)
+            for name in LANDSCAPE_ARRAYS:
+                if land.GetPointData().GetArray(name) is not None and Z.shape[1] == grid.dim:
+                    values = grid.interpolate(vc.image_field(land, name), Z, outside="nan")
+                    pd.GetPointData().AddArray(vc.to_vtk_array(f"field_{name}", values))
         vtkPolyData.GetData(outInfo.GetInformationObject(0)).ShallowCopy(pd)
 
 
@@ -700,7 +624,8 @@ class Basins(GlobscopeAlgorithm):
 
     Port 0: model points (``vtkPointSet``). Port 1: a segmentation image with ``SegmentationId``
     (port 2 of the Merge Tree filter, ours or TTK's). Output: the points with ``SegmentationId``
-    and ``RegionType`` of the grid vertex nearest to each point (-1 outside the grid).
+    and ``RegionType`` of the grid vertex nearest to each point, and its point id ``GridVertexId``
+    (-1 outside the grid).
     """
 
     def __init__(self):
@@ -711,30 +636,29 @@ class Basins(GlobscopeAlgorithm):
         return 1
 
     def execute(self, inInfo, outInfo):
+        from globscope.topology.basins import basin_of_points
+
         pts = vtkDataObject.GetData(inInfo[0].GetInformationObject(0))
         seg = vtkImageData.GetData(inInfo[1].GetInformationObject(0))
-        if seg.GetPointData().GetArray("SegmentationId") is None:
-            names = [seg.GetPointData().GetArrayName(i) for i in range(seg.GetPointData().GetNumberOfArrays())]
-            raise GlobscopeError(f"port 1 has no SegmentationId array (connect a merge tree's segmentation); "
+        spd = seg.GetPointData()
+        if spd.GetArray(N.SEGMENTATION_ID) is None:
+            names = [spd.GetArrayName(i) for i in range(spd.GetNumberOfArrays())]
+            raise GlobscopeError(f"port 1 has no {N.SEGMENTATION_ID} array (connect a merge tree's segmentation); "
                                  f"it has {names}")
-        from globscope.landscape import LatentGrid
-
-        d = 3 if seg.GetDimensions()[2] > 1 else 2
-        grid = LatentGrid(seg.GetOrigin()[:d], seg.GetSpacing()[:d], seg.GetDimensions()[:d])
-        vid, inside = grid.nearest_vertex(vc.point_coords(pts)[:, :d])
+        grid = vc.image_grid(seg)
         out = vtkDataObject.GetData(outInfo.GetInformationObject(0))
         out.ShallowCopy(pts)
-        for name in ("SegmentationId", "RegionType"):
-            a = seg.GetPointData().GetArray(name)
-            if a is None:
+        xyz = vc.point_coords(pts)
+        vid = None
+        for name in (N.SEGMENTATION_ID, N.REGION_TYPE):
+            if spd.GetArray(name) is None:
                 continue
-            v = vc.from_vtk_array(a).astype(np.int32)[vid]
-            v[~inside] = -1
+            label, vid = basin_of_points(grid, vc.from_vtk_array(spd.GetArray(name)), xyz)
             out.GetPointData().RemoveArray(name)
-            out.GetPointData().AddArray(vc.to_vtk_array(name, v))
-        out.GetPointData().AddArray(vc.to_vtk_array("GridVertexId", np.where(inside, vid, -1)))
+            out.GetPointData().AddArray(vc.to_vtk_array(name, label.astype(np.int32)))
+        out.GetPointData().AddArray(vc.to_vtk_array("GridVertexId", vid))
 
 
 __all__ = ["CheckpointSetReader", "ManifoldFilter", "LossLandscape", "PersistenceDiagram",
-           "TopologicalSimplification", "MergeTree", "ProjectModels", "Basins", "cache_dir", "diagram",
-           "sample_image", "open_checkpoint_set", "fit_or_load_manifold", "model_point_arrays"]
+           "TopologicalSimplification", "MergeTree", "ProjectModels", "Basins", "diagram", "model_points",
+           "manifold_for"]

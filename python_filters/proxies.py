@@ -11,15 +11,23 @@ and ``usercustomize.py`` do).
 
 from paraview.util.vtkAlgorithm import smdomain, smhint, smproperty, smproxy
 
+from globscope.names import BN_MODES, DEVICES, IMAGE_DIMS, MANIFOLD_METHODS, Choices
+from globscope.settings import FitSettings, LandscapeSettings, TopologySettings
 from python_filters import CATEGORY
 from python_filters import algorithms as A
 
 MENU = f'<ShowInMenu category="{CATEGORY}" />'
 
 
-def _enum(*names, values=None):
-    values = range(len(names)) if values is None else values
-    entries = "".join(f'<Entry value="{v}" text="{n}"/>' for v, n in zip(values, names))
+def _enum(choices: Choices):
+    """An enumeration of the choices' stable codes (what a saved state stores)."""
+    entries = "".join(f'<Entry value="{c}" text="{n}"/>' for n, c in choices.codes.items())
+    return smdomain.xml(f'<EnumerationDomain name="enum">{entries}</EnumerationDomain>')
+
+
+def _values(values):
+    """An enumeration whose values are the values themselves (e.g. latent dimensions)."""
+    entries = "".join(f'<Entry value="{v}" text="{v}"/>' for v in values)
     return smdomain.xml(f'<EnumerationDomain name="enum">{entries}</EnumerationDomain>')
 
 
@@ -63,17 +71,17 @@ class GlobscopeCheckpointSetReader(A.CheckpointSetReader):
 @smproperty.input(name="Input", port_index=0)
 @smdomain.datatype(dataTypes=["vtkTable"], composite_data_supported=False)
 class GlobscopeManifold(A.ManifoldFilter):
-    @smproperty.intvector(name="Method", default_values=0)
-    @_enum(*A.METHODS)
+    @smproperty.intvector(name="Method", default_values=MANIFOLD_METHODS.code(FitSettings.method))
+    @_enum(MANIFOLD_METHODS)
     def SetMethod(self, v):
         return A.ManifoldFilter.SetMethod(self, v)
 
-    @smproperty.intvector(name="LatentDimension", default_values=2)
-    @_enum("2", "3", values=(2, 3))
+    @smproperty.intvector(name="LatentDimension", default_values=FitSettings.dim)
+    @_values(IMAGE_DIMS)
     def SetLatentDimension(self, v):
         return A.ManifoldFilter.SetLatentDimension(self, v)
 
-    @smproperty.intvector(name="Seed", default_values=0)
+    @smproperty.intvector(name="Seed", default_values=FitSettings.seed)
     def SetSeed(self, v):
         return A.ManifoldFilter.SetSeed(self, v)
 
@@ -99,12 +107,12 @@ class GlobscopeManifold(A.ManifoldFilter):
 @smproperty.input(name="Input", port_index=0)
 @smdomain.datatype(dataTypes=["vtkPolyData"], composite_data_supported=False)
 class GlobscopeLossLandscape(A.LossLandscape):
-    @smproperty.intvector(name="Resolution", default_values=32)
+    @smproperty.intvector(name="Resolution", default_values=LandscapeSettings.resolution)
     @smdomain.intrange(min=2, max=1024)
     def SetResolution(self, v):
         return A.LossLandscape.SetResolution(self, v)
 
-    @smproperty.doublevector(name="Margin", default_values=0.1)
+    @smproperty.doublevector(name="Margin", default_values=LandscapeSettings.margin)
     @smdomain.doublerange(min=0.0, max=2.0)
     def SetMargin(self, v):
         return A.LossLandscape.SetMargin(self, v)
@@ -113,13 +121,13 @@ class GlobscopeLossLandscape(A.LossLandscape):
     def SetTask(self, v):
         return A.LossLandscape.SetTask(self, v)
 
-    @smproperty.intvector(name="Device", default_values=0)
-    @_enum(*A.DEVICES)
+    @smproperty.intvector(name="Device", default_values=DEVICES.code(LandscapeSettings.device))
+    @_enum(DEVICES)
     def SetDevice(self, v):
         return A.LossLandscape.SetDevice(self, v)
 
-    @smproperty.intvector(name="BatchNormMode", default_values=0)
-    @_enum(*A.BN_MODES)
+    @smproperty.intvector(name="BatchNormMode", default_values=BN_MODES.code(LandscapeSettings.bn))
+    @_enum(BN_MODES)
     def SetBatchNormMode(self, v):
         return A.LossLandscape.SetBatchNormMode(self, v)
 
@@ -158,13 +166,13 @@ class GlobscopeTopologicalSimplification(A.TopologicalSimplification):
     def SetInputArrayToProcess(self, idx, port, connection, field, name):
         return A.TopologicalSimplification.SetInputArrayToProcess(self, idx, port, connection, field, name)
 
-    @smproperty.doublevector(name="PersistenceThreshold", default_values=0.05)
+    @smproperty.doublevector(name="PersistenceThreshold", default_values=TopologySettings.persistence)
     def SetPersistenceThreshold(self, v):
         """Pairs with persistence at most this are removed (a fraction of the value range unless
         ThresholdIsAbsolute)."""
         return A.TopologicalSimplification.SetPersistenceThreshold(self, v)
 
-    @smproperty.intvector(name="ThresholdIsAbsolute", default_values=0)
+    @smproperty.intvector(name="ThresholdIsAbsolute", default_values=int(TopologySettings.absolute))
     @smdomain.xml('<BooleanDomain name="bool"/>')
     def SetThresholdIsAbsolute(self, v):
         return A.TopologicalSimplification.SetThresholdIsAbsolute(self, v)
@@ -180,7 +188,7 @@ class GlobscopeMergeTree(A.MergeTree):
         return A.MergeTree.SetInputArrayToProcess(self, idx, port, connection, field, name)
 
     @smproperty.intvector(name="TreeType", default_values=0)
-    @_enum("Join Tree")
+    @smdomain.xml('<EnumerationDomain name="enum"><Entry value="0" text="Join Tree"/></EnumerationDomain>')
     def SetTreeType(self, v):
         """Only the join tree (merge tree of sublevel sets): basins of a loss."""
         if int(v) != 0:

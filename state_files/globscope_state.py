@@ -23,29 +23,21 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+try:  # Globscope's folders and the ParaView 5.11 hook, before ParaView's plugin loader is imported
+    import globscope_entry
+except ImportError:
+    raise ImportError("Globscope's entry helper is not importable: start ParaView with `globscope paraview` "
+                      "or `globscope render`, or load the Globscope plugin first") from None
+globscope_entry.setup()
 
-
-def _plugin_dir():
-    """Source checkout: ROOT/plugin; installed by CMake: ROOT itself holds the entry file."""
-    if os.environ.get("GLOBSCOPE_PLUGIN_DIR"):
-        return os.environ["GLOBSCOPE_PLUGIN_DIR"]
-    src = os.path.join(ROOT, "plugin")
-    return src if os.path.isfile(os.path.join(src, "GlobscopePlugin.py")) else ROOT
-
-
-# The ParaView 5.11 hook must be in place before ParaView's plugin loader is imported.
-sys.path.insert(0, os.path.join(_plugin_dir(), "compat"))
 import globscope_pv_compat  # noqa: E402
-
-globscope_pv_compat.install()
-
 from paraview import simple  # noqa: E402
 
+from globscope.settings import RenderSettings, TopologySettings  # noqa: E402
+
 LANDSCAPE_VIEW = "Landscape"
+ARRAY_TITLES = {"log_loss": "log10 loss", "loss": "loss", "accuracy": "accuracy"}
 DIAGRAM_VIEW = "Persistence Diagram"
-SIMPLIFY = 0.02  # persistence threshold of the shown field, a fraction of its range
 _loaded = {}
 
 
@@ -59,10 +51,8 @@ def load_plugins(ttk: bool = True) -> dict:
     if "globscope" not in _loaded:
         pxm = sm.vtkSMProxyManager.GetProxyManager().GetActiveSessionProxyManager()
         if pxm is None or pxm.GetPrototypeProxy("filters", "GlobscopeMergeTree") is None:
-            simple.LoadPlugin(os.path.join(_plugin_dir(), "GlobscopePlugin.py"), remote=False)
+            simple.LoadPlugin(globscope_entry.PLUGIN_FILE, remote=False)
         _loaded["globscope"] = True
-    if ROOT not in sys.path and os.path.isdir(os.path.join(ROOT, "python_filters")):
-        sys.path.insert(0, ROOT)
     if not ttk:
         return {}
     from python_filters import ttk as routing
@@ -159,11 +149,13 @@ def _set_camera(view, bounds):
         simple._DisableFirstRenderCameraReset()
 
 
-def build_landscape(bundle, size=(1600, 1000)):
+def build_landscape(bundle, size=RenderSettings.size):
     """Build the landscape pipeline and views on ``bundle``; returns the landscape view.
 
     The "Globscope" layout holds the landscape view (left, 70 %) and the persistence diagram
-    view (right)."""
+    view (right). The shown field is the array the bundle's topology was computed on, simplified
+    at the threshold it records (:meth:`TopologySettings.of_bundle`): the picture shows the basins
+    ``summary.json`` counts."""
     from python_filters import ttk as routing
 
     load_plugins()
@@ -194,36 +186,38 @@ def build_landscape(bundle, size=(1600, 1000)):
     dims = land.GetDataInformation().GetExtent()
     is3d = dims[5] > dims[4]
     b = land.GetDataInformation().GetBounds()
-    lo, hi = _finite_range(land, "log_loss")
+    topo = TopologySettings.of_bundle(bundle)
+    array = topo.array
+    lo, hi = _finite_range(land, array)
     extent = max(b[1] - b[0], b[3] - b[2])
     scale = 0.35 * extent / max(hi - lo, 1e-12)
     lift = 0.02 * extent  # markers float this far above the surface
 
-    simp = routing.simplification(land, "log_loss", SIMPLIFY, name="Simplified log loss")
-    tree = routing.merge_tree(simp, "log_loss", name="Merge tree")
-    diagram = routing.persistence_diagram(land, "log_loss", name="Persistence diagram")
+    simp = routing.simplification(land, array, topo.persistence, topo.absolute, name=f"Simplified {array}")
+    tree = routing.merge_tree(simp, array, name="Merge tree")
+    diagram = routing.persistence_diagram(land, array, name="Persistence diagram")
 
-    lut = simple.GetColorTransferFunction("log_loss")
+    lut = simple.GetColorTransferFunction(array)
     lut.ApplyPreset("Viridis (matplotlib)", True)
     lut.RescaleTransferFunction(lo, hi)
 
     if is3d:
         surf = simple.Contour(registrationName="Loss isosurfaces", Input=simp)
-        surf.ContourBy = ["POINTS", "log_loss"]
+        surf.ContourBy = ["POINTS", array]
         surf.ComputeScalars = 1
         surf.Isosurfaces = [lo + (hi - lo) * q for q in (0.1, 0.25, 0.45)]
         sd = simple.Show(surf, view)
         sd.Opacity = 0.5
     else:
         surface = simple.ExtractSurface(registrationName="Surface", Input=simp)
-        surf = _warp(surface, "log_loss", scale, "Loss surface")
+        surf = _warp(surface, array, scale, "Loss surface")
         sd = simple.Show(surf, view)
-    simple.ColorBy(sd, ("POINTS", "log_loss"))
+    simple.ColorBy(sd, ("POINTS", array))
     sd.LookupTable = lut
     sd.Specular = 0.15
     sd.SetScalarBarVisibility(view, True)
     bar = simple.GetScalarBar(lut, view)
-    bar.Title = "log10 loss"
+    bar.Title = ARRAY_TITLES.get(array, array)
     bar.ComponentTitle = ""
     _place_bar(bar, (0.90, 0.52), 0.40)
 
@@ -235,14 +229,14 @@ def build_landscape(bundle, size=(1600, 1000)):
         # vtkProbeFilter (5.11) crashes on string arrays: resample with the numeric arrays only,
         # from the simplified field (the one the surface shows) so the points sit on the surface.
         numeric = [k for k in models.PointData.keys()
-                   if models.PointData[k].GetDataType() != 13 and k not in ("variant", "log_loss")]
+                   if models.PointData[k].GetDataType() != 13 and k not in ("variant", array)]
         kept = simple.PassArrays(registrationName="Model arrays", Input=models, PointDataArrays=numeric,
                                  CellDataArrays=[], FieldDataArrays=[])
         on_field = simple.ResampleWithDataset(registrationName="Models on field", SourceDataArrays=simp,
                                               DestinationMesh=kept)
         on_field.PassPointArrays = 1
         on_field.PassCellArrays = 1
-        lifted_models = on_field if is3d else _warp(on_field, "log_loss", scale, "Models", lift)
+        lifted_models = on_field if is3d else _warp(on_field, array, scale, "Models", lift)
         # Real geometry (sphere glyphs, tubes): 5.11's point-sphere / line-tube impostors lose
         # their depth test against the surface when coloured through a lookup table.
         balls = simple.Glyph(registrationName="Model points", Input=lifted_models, GlyphType="Sphere")
@@ -340,7 +334,7 @@ def landscape_view():
     return views[0]
 
 
-def render(bundle, out, state=None, size=(1600, 1000)):
+def render(bundle, out, state=None, size=RenderSettings.size):
     view = load_state(state, bundle) if state else build_landscape(bundle, size)
     view.ViewSize = list(size)
     simple.Render(view)
@@ -390,7 +384,7 @@ def main(argv=None):
     r.add_argument("--bundle", required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--state")
-    r.add_argument("--size", nargs=2, type=int, default=(1600, 1000))
+    r.add_argument("--size", nargs=2, type=int, default=RenderSettings.size)
     s = sub.add_parser("save")
     s.add_argument("--bundle", required=True)
     s.add_argument("--out", required=True)

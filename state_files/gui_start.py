@@ -6,22 +6,24 @@ view is written there (the GUI test)."""
 import os
 import sys
 
-_dir = os.environ.get("GLOBSCOPE_STATE_DIR") or os.path.dirname(os.path.abspath(globals().get("__file__", ".")))
-if _dir not in sys.path:
-    sys.path.insert(0, _dir)
+import globscope_entry  # on PYTHONPATH: `globscope paraview` starts the GUI with Globscope's environment
+
+globscope_entry.setup()
 
 import globscope_state as gs  # noqa: E402
 from paraview import simple  # noqa: E402
 
-bundle = os.environ.get("GLOBSCOPE_BUNDLE") or os.getcwd()
-state = os.environ.get("GLOBSCOPE_STATE")
+from globscope.environment import get as env_get  # noqa: E402
+
+bundle = env_get("GLOBSCOPE_BUNDLE") or os.getcwd()
+state = env_get("GLOBSCOPE_STATE")
 view = gs.load_state(state, bundle) if state else gs.build_landscape(bundle)
 simple.SetActiveView(view)
 simple.Render(view)
-shot = os.environ.get("GLOBSCOPE_SCREENSHOT")
+shot = env_get("GLOBSCOPE_SCREENSHOT")
 if shot:
     simple.SaveScreenshot(shot, view, ImageResolution=[1200, 800])
-if os.environ.get("GLOBSCOPE_EXIT_AFTER_SCRIPT"):  # tests: leave once the screenshot is written
+if env_get("GLOBSCOPE_EXIT_AFTER_SCRIPT"):  # tests: leave once the screenshot is written
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -22,35 +22,25 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from globscope.environment import get as env_get
+from globscope.environment import paraview_side
 from globscope.errors import GlobscopeError
 from globscope.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
 XVFB_SERVER_ARGS = "-screen 0 1920x1080x24"
 DOCTOR_MARK = "GLOBSCOPE-DOCTOR "
 
 
-def plugin_dir() -> Path:
-    """The folder holding ``GlobscopePlugin.py`` (``$GLOBSCOPE_PLUGIN_DIR`` overrides)."""
-    d = Path(os.environ.get("GLOBSCOPE_PLUGIN_DIR") or ROOT / "plugin")
-    if not (d / "GlobscopePlugin.py").is_file():
-        raise GlobscopeError(f"{d}: no GlobscopePlugin.py (set GLOBSCOPE_PLUGIN_DIR to the installed plugin folder)")
-    return d
-
-
-def state_files_dir() -> Path:
-    """Scripts run inside ParaView (render, GUI start, doctor) and the shipped states."""
-    d = Path(os.environ.get("GLOBSCOPE_STATE_DIR") or ROOT / "state_files")
-    if not (d / "globscope_state.py").is_file():
-        raise GlobscopeError(f"{d}: Globscope's state_files folder not found (set GLOBSCOPE_STATE_DIR)")
-    return d
+def state_script(name: str = "globscope_state.py") -> Path:
+    """A script of Globscope's ParaView side (:func:`globscope.environment.paraview_side`)."""
+    return paraview_side().states / name
 
 
 def find_executable(name: str) -> str:
     """``pvpython``, ``pvbatch`` or ``paraview``: from ``$PARAVIEW_BIN`` (a folder) or PATH."""
-    folder = os.environ.get("PARAVIEW_BIN")
+    folder = env_get("PARAVIEW_BIN")
     if folder and (Path(folder) / name).is_file():
         return str(Path(folder) / name)
     exe = shutil.which(name)
@@ -61,14 +51,14 @@ def find_executable(name: str) -> str:
 
 
 def _python_path() -> list[str]:
-    plug = plugin_dir()
-    paths = [str(plug / "compat"), str(plug.parent)]  # compat hook; python_filters next to or above plugin
-    src = ROOT / "src"
-    if (src / "globscope").is_dir():
-        paths.append(str(src))
+    side = paraview_side()
+    # the 5.11 hook first (its usercustomize runs at start-up), then python_filters and the core
+    paths = [str(side.compat), str(side.filters_root)]
+    if side.core_root is not None:
+        paths.append(str(side.core_root))
     if sys.prefix != sys.base_prefix:  # a virtual environment: its packages (torch, numba, …)
         paths.append(sysconfig.get_paths()["purelib"])
-    return paths
+    return list(dict.fromkeys(paths))
 
 
 def environment(extra: dict | None = None) -> dict:
@@ -81,7 +71,7 @@ def environment(extra: dict | None = None) -> dict:
     old = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(_python_path() + old))
     pv = [p for p in env.get("PV_PLUGIN_PATH", "").split(os.pathsep) if p]
-    env["PV_PLUGIN_PATH"] = os.pathsep.join(dict.fromkeys([str(plugin_dir())] + pv))
+    env["PV_PLUGIN_PATH"] = os.pathsep.join(dict.fromkeys([str(paraview_side().plugin)] + pv))
     env.setdefault("OMP_NUM_THREADS", "1" if (os.cpu_count() or 1) <= 2 else env.get("OMP_NUM_THREADS", ""))
     if not env["OMP_NUM_THREADS"]:
         env.pop("OMP_NUM_THREADS")
@@ -126,7 +116,7 @@ def run_script(program: str, script, args=(), *, display: bool | None = None, ti
     return r
 
 
-def render(bundle, out_png, state=None, size=(1600, 1000), timeout: float | None = 900) -> Path:
+def render(bundle, out_png, size, state=None, timeout: float | None = 900) -> Path:
     """Render a bundle's landscape to a PNG with pvbatch (under ``xvfb-run`` without a display).
 
     Parameters
@@ -138,6 +128,7 @@ def render(bundle, out_png, state=None, size=(1600, 1000), timeout: float | None
         A ``.pvsm`` or Python state (``.py``); default: Globscope's landscape state, built for the
         bundle. A ``.pvsm`` is loaded with its data files remapped into ``bundle``.
     size : (width, height)
+        Pixels (the render stage passes ``RenderSettings.size``).
     """
     bundle = Path(bundle).resolve()
     out = Path(out_png).resolve()
@@ -145,7 +136,7 @@ def render(bundle, out_png, state=None, size=(1600, 1000), timeout: float | None
         args = ["render", "--bundle", bundle, "--out", tmp, "--size", int(size[0]), int(size[1])]
         if state:
             args += ["--state", Path(state).resolve()]
-        run_script("pvbatch", state_files_dir() / "globscope_state.py", args, timeout=timeout)
+        run_script("pvbatch", state_script(), args, timeout=timeout)
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise GlobscopeError(f"pvbatch finished without writing {out}")
     return out
@@ -156,18 +147,17 @@ def save_state(bundle, out_pvsm=None, timeout: float | None = 900) -> Path:
     bundle = Path(bundle).resolve()
     out = Path(out_pvsm or bundle / "globscope.pvsm").resolve()
     with atomic_path(out) as tmp:
-        run_script("pvbatch", state_files_dir() / "globscope_state.py",
-                   ["save", "--bundle", bundle, "--out", tmp], timeout=timeout)
+        run_script("pvbatch", state_script(), ["save", "--bundle", bundle, "--out", tmp], timeout=timeout)
     return out
 
 
 def gui_command(bundle, state=None) -> tuple[list[str], dict]:
     """The command line and environment :func:`open_gui` uses (printed by the demo)."""
     bundle = Path(bundle).resolve()
-    extra = {"GLOBSCOPE_BUNDLE": str(bundle), "GLOBSCOPE_STATE_DIR": str(state_files_dir())}
+    extra = {"GLOBSCOPE_BUNDLE": str(bundle), "GLOBSCOPE_STATE_DIR": str(paraview_side().states)}
     if state:
         extra["GLOBSCOPE_STATE"] = str(Path(state).resolve())
-    script = state_files_dir() / "gui_start.py"
+    script = state_script("gui_start.py")
     return command("paraview", [f"--script={script}"]), extra
 
 
@@ -213,7 +203,7 @@ def doctor(timeout: float | None = 300) -> dict:
     report.update({"paraview": None, "plugin_loads": False, "ttk": {"present": False}, "engine": "globscope"})
     if report["executables"].get("pvpython"):
         try:
-            r = run_script("pvpython", state_files_dir() / "globscope_state.py", ["doctor"], display=False,
+            r = run_script("pvpython", state_script(), ["doctor"], display=False,
                            timeout=timeout, check=False)
             lines = [ln for ln in r.stdout.splitlines() if ln.startswith(DOCTOR_MARK)]
             if lines:
@@ -228,4 +218,4 @@ def doctor(timeout: float | None = 300) -> dict:
 
 
 __all__ = ["environment", "command", "run_script", "render", "save_state", "open_gui", "gui_command", "doctor",
-           "find_executable", "plugin_dir", "state_files_dir", "has_display"]
+           "find_executable", "state_script", "has_display"]

@@ -1,13 +1,14 @@
 """Globscope's VTK algorithms in the venv's Python (plain vtkmodules, no ParaView session)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from ttk_reference import REFERENCE as SHARED
+
+from globscope import stages
+from globscope.grid import Grid
 
 vtk = pytest.importorskip("vtkmodules")
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,7 @@ def test_vtk_point_order_is_x_fastest():
     from python_filters import vtkconv as vc
 
     F = np.arange(12.0).reshape(4, 3)  # F[i, j], nx=4, ny=3
-    img = vc.image_data({"f": F}, (0, 0), (1, 1))
+    img = vc.image_data({"f": F}, Grid((0, 0), (1, 1), F.shape))
     assert img.GetDimensions() == (4, 3, 1)
     a = vc.from_vtk_array(img.GetPointData().GetArray("f"))
     assert a[2 + 4 * 1] == F[2, 1]
@@ -82,10 +83,9 @@ def _reference(name):
 
     f = np.load(SHARED / "fields" / f"{name}.npy")  # (ny, nx): ravel() is VTK order
     F = f.T
-    return vc.image_data({"f": F}, (0, 0), (1.0 / (F.shape[0] - 1), 1.0 / (F.shape[1] - 1))), F
+    return vc.image_data({"f": F}, Grid((0, 0), (1.0 / (F.shape[0] - 1), 1.0 / (F.shape[1] - 1)), F.shape)), F
 
 
-@pytest.mark.skipif(not (SHARED / "fields" / "wells2d_64x48.npy").is_file(), reason="no TTK reference data")
 def test_topology_filters_give_ttks_answer(A):
     import csv
 
@@ -177,7 +177,7 @@ def test_folder_without_manifest_is_indexed_in_memory(A, digits_zoo, tmp_path):
         (data / c.file).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(digits_zoo.root / c.file, data / c.file)
     before = sorted(p.relative_to(data) for p in data.rglob("*"))
-    cs = A.open_checkpoint_set(data)
+    cs = stages.open_set(data)
     assert not (data / "manifest.json").exists()
     ref = index_folder(shutil.copytree(data, tmp_path / "ref"))  # what the core would index (and save)
     assert [c.to_dict() for c in cs.checkpoints] == [c.to_dict() for c in ref.checkpoints]
@@ -219,7 +219,7 @@ def test_user_mistakes_are_one_line_bugs_keep_their_traceback(A, output_window):
     assert "CheckpointSetReader: no checkpoint set given" in text and "Traceback" not in text
 
     src = vtkTrivialProducer()
-    src.SetOutput(vc.image_data({"f": np.arange(6.0).reshape(3, 2)}, (0, 0), (1, 1)))
+    src.SetOutput(vc.image_data({"f": np.arange(6.0).reshape(3, 2)}, Grid((0, 0), (1, 1), (3, 2))))
     pd = A.PersistenceDiagram()
     pd.SetInputConnection(src.GetOutputPort())
     pd.SetInputArrayToProcess(0, 0, 0, 0, "nope")
@@ -236,3 +236,88 @@ def test_user_mistakes_are_one_line_bugs_keep_their_traceback(A, output_window):
     b.Update()
     text = output_window.GetOutput()
     assert "Buggy failed:" in text and "Traceback" in text and "KeyError: 'a bug'" in text
+
+
+def _voi(img, extent):
+    """The image cut to ``extent`` (i0, i1, j0, j1, k0, k1): VTK keeps the index space, so the
+    extent does not start at 0 (what Extract Subset gives in ParaView)."""
+    from vtkmodules.vtkImagingCore import vtkExtractVOI
+
+    voi = vtkExtractVOI()
+    voi.SetInputData(img)
+    voi.SetVOI(*extent)
+    voi.Update()
+    out = voi.GetOutput()
+    assert list(out.GetExtent()) == list(extent)
+    return out
+
+
+def _points(P):
+    from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer
+
+    from python_filters import vtkconv as vc
+
+    src = vtkTrivialProducer()
+    src.SetOutput(vc.poly_data(P))
+    return src
+
+
+def test_basins_on_an_image_whose_extent_does_not_start_at_0(A):
+    from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer
+
+    from python_filters import vtkconv as vc
+
+    grid = Grid((1.0, -2.0), (0.5, 0.25), (12, 10))
+    labels = grid.to_field(np.arange(grid.n_points))  # SegmentationId: the full image's point id
+    img = vc.image_data({"SegmentationId": labels.astype(np.int32)}, grid)
+    sub = _voi(img, (3, 9, 2, 8, 0, 0))
+    assert vc.image_grid(sub).origin == (2.5, -1.5) and vc.image_grid(sub).shape == (7, 7)
+    inside = np.array([[2.6, -1.4], [4.4, -0.1], [3.26, -0.76]])
+    P = np.vstack([inside, [[1.2, -1.9]]])  # the last point: inside the full image, outside the subset
+    seg = vtkTrivialProducer()
+    seg.SetOutput(sub)
+    pts = _points(P)
+    b = A.Basins()
+    b.SetInputConnection(0, pts.GetOutputPort())
+    b.SetInputConnection(1, seg.GetOutputPort())
+    b.Update()
+    got = vc.from_vtk_array(b.GetOutputDataObject(0).GetPointData().GetArray("SegmentationId"))
+    # independent truth: the nearest vertex of the full grid, by hand
+    i = np.rint((inside[:, 0] - 1.0) / 0.5).astype(int)
+    j = np.rint((inside[:, 1] + 2.0) / 0.25).astype(int)
+    assert got.tolist() == (i + 12 * j).tolist() + [-1]
+
+
+def test_project_models_on_an_image_whose_extent_does_not_start_at_0(A, digits_zoo):
+    """Project Models reads a landscape cut to a subset at the models' latent points: an affine
+    field is interpolated exactly where the subset covers them, NaN elsewhere."""
+    from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer
+
+    from python_filters import vtkconv as vc
+
+    r = A.CheckpointSetReader()
+    r.SetFileName(str(digits_zoo.root))
+    m = A.ManifoldFilter()
+    m.SetInputConnection(r.GetOutputPort())
+    m.SetMethod("pca")
+    m.Update()
+    Z = vc.point_coords(m.GetOutputDataObject(0))[:, :2]
+    lo, hi = Z.min(0), Z.max(0)
+    grid = Grid(tuple(lo - (hi - lo)), tuple((hi - lo) / 10), (31, 31))  # the box three times over
+    P = grid.points()
+    img = vc.image_data({"loss": grid.to_field(2 * P[:, 0] - 3 * P[:, 1] + 1)}, grid)
+    sub = _voi(img, (10, 25, 10, 20, 0, 0))
+    vc.set_field_strings(sub, manifold_file=vc.field_string(m.GetOutputDataObject(0), "manifold_file"))
+    land = vtkTrivialProducer()
+    land.SetOutput(sub)
+    p = A.ProjectModels()
+    p.SetInputConnection(0, m.GetOutputPort())
+    p.SetInputConnection(1, land.GetOutputPort())
+    p.SetCheckpointSet(str(digits_zoo.root))
+    p.Update()
+    got = vc.from_vtk_array(p.GetOutputDataObject(0).GetPointData().GetArray("field_loss"))
+    sub_grid = vc.image_grid(sub)
+    covered = np.all([(Z[:, a] >= b0) & (Z[:, a] <= b1) for a, (b0, b1) in enumerate(sub_grid.bounds)], axis=0)
+    assert covered.any() and (~covered).any()
+    np.testing.assert_allclose(got[covered], 2 * Z[covered, 0] - 3 * Z[covered, 1] + 1, rtol=1e-9, atol=1e-9)
+    assert np.isnan(got[~covered]).all()

@@ -9,6 +9,7 @@ from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: E402
 
 from globscope import vtkxml  # noqa: E402
 from globscope.bundle import write_model_points  # noqa: E402
+from globscope.grid import Grid  # noqa: E402
 from globscope.topology import analyze  # noqa: E402
 from globscope.topology.export import read_grid_field, write_topology  # noqa: E402
 
@@ -24,7 +25,7 @@ def _read(cls, path):
 def test_image_data_point_order_is_x_fastest(tmp_path):
     F = np.random.default_rng(0).normal(size=(5, 4, 3))
     vtkxml.write_image_data(tmp_path / "f.vti", {"f": F, "i": np.arange(60).reshape(5, 4, 3)},
-                            origin=(1, 2, 3), spacing=(0.5, 0.25, 2))
+                            Grid((1, 2, 3), (0.5, 0.25, 2), F.shape))
     img = _read(vtk_io.vtkXMLImageDataReader, tmp_path / "f.vti")
     assert img.GetDimensions() == (5, 4, 3) and img.GetSpacing() == (0.5, 0.25, 2.0)
     got = vtk_to_numpy(img.GetPointData().GetArray("f"))
@@ -51,7 +52,7 @@ def test_topology_files_open_in_vtk(tmp_path):
     x = np.linspace(-1, 1, 21)
     F = np.minimum.reduce([np.add.outer((x - a) ** 2, (x - b) ** 2) + c for a, b, c in
                            [(-0.5, -0.5, 0), (0.5, 0.4, 0.1), (0.0, 0.7, 0.2)]])
-    vtkxml.write_image_data(tmp_path / "f.vti", {"loss": F}, spacing=(0.1, 0.1))
+    vtkxml.write_image_data(tmp_path / "f.vti", {"loss": F}, Grid((0, 0), (0.1, 0.1), F.shape))
     field = read_grid_field(tmp_path / "f.vti", "loss")
     res = analyze(field.values)
     write_topology(res, field, tmp_path / "t")
@@ -96,8 +97,8 @@ def test_core_reads_what_vtk_writes_extent_offsets_and_string_arrays(tmp_path):
         writer.SetFileName(str(tmp_path / name))
         assert writer.Write() == 1
     F, data = vtkxml.read_field(tmp_path / "f.vti", "f")
-    assert data.origin[0] == pytest.approx(2.0) and F.shape == (4, 4)
+    assert data.grid.origin[0] == pytest.approx(2.0) and F.shape == (4, 4)
     assert F[1, 2] == vals[1 + 4 * 2]
     field = read_grid_field(tmp_path / "f.vti", "f")
-    np.testing.assert_allclose(field.coordinates([0]), [[2.0, 0.0]])
+    np.testing.assert_allclose(field.grid.coordinates([0]), [[2.0, 0.0]])
     assert list(vtkxml.read(tmp_path / "p.vtp").point_data["variant"]) == ["A", "BB", "C"]

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from globscope.environment import paraview_side
 
 needs_paraview = pytest.mark.skipif(shutil.which("pvpython") is None or shutil.which("pvbatch") is None,
                                     reason="ParaView (pvpython, pvbatch) not installed")
@@ -26,9 +24,19 @@ def pv_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bundle(digits_zoo, tmp_path_factory):
-    from bundle_fixture import make_bundle
+    """A tiny real bundle: the digits-mlp zoo, a PCA manifold, models.vtp and a 16x16
+    landscape.vti, made by the core's stages (no ParaView)."""
+    from globscope import stages
+    from globscope.bundle import write_model_points
+    from globscope.settings import FitSettings, LandscapeSettings
 
-    return make_bundle(tmp_path_factory.mktemp("bundle"), zoo=digits_zoo)
+    root = tmp_path_factory.mktemp("bundle")
+    models = stages.load_models(digits_zoo)
+    man = stages.fit(models, FitSettings(method="pca"), out=root / "manifold.pt")
+    Z, errors = stages.project(man, models)
+    write_model_points(root / "models.vtp", Z, digits_zoo, errors)
+    stages.landscape(root / "manifold.pt", root, LandscapeSettings(resolution=16, margin=0.2))
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +57,9 @@ def pv(pv_cache):
     return run
 
 
-HOOK = f"""
-import sys
-sys.path.insert(0, {str(HERE.parents[1] / 'plugin' / 'compat')!r})
-import globscope_pv_compat
-globscope_pv_compat.install()
+# the top of a script run in ParaView: Globscope's entry helper (on PYTHONPATH in pl.environment())
+HOOK = """
+import globscope_entry
+globscope_entry.setup()
 """
-PLUGIN = str(HERE.parents[1] / "plugin" / "GlobscopePlugin.py")
+PLUGIN = str(paraview_side().plugin / "GlobscopePlugin.py")

@@ -37,7 +37,7 @@ nodes, arcs, seg = (sm.Fetch(tree, idx=i) for i in range(3))
 out["nodes"], out["node_arrays"] = nodes.GetNumberOfPoints(), arrays(nodes)
 out["arcs"], out["arc_arrays"] = arcs.GetNumberOfCells(), arrays(arcs, "cell")
 out["seg_arrays"] = arrays(seg)
-simp = routing.simplification(land, "log_loss", 0.5)
+simp = routing.simplification(land, "log_loss", 0.5, False)
 s = sm.Fetch(simp)
 out["simp_arrays"] = arrays(s)
 basins = routing.create("GlobscopeBasins", [man])
@@ -64,7 +64,7 @@ def test_whole_pipeline_in_pvpython(pv, digits_zoo):
     r = res[0]
     assert r["variants"] == ["A", "B", "C"] and r["n_params"] == 2410
     assert r["n_points"] == 12 and r["n_lines"] == 3
-    assert {"variant", "variant_id", "epoch", "reconstruction_error", "loss"} <= set(r["model_arrays"])
+    assert {"variant", "variant_id", "epoch", "reconstruction_error", "eval_loss"} <= set(r["model_arrays"])
     assert r["dims"] == [10, 10, 1]
     assert {"loss", "log_loss", "accuracy", "distance"} <= set(r["land_arrays"])
     assert {"PairIdentifier", "PairType", "Persistence", "IsFinite"} <= set(r["diagram_cell_arrays"])
@@ -73,7 +73,7 @@ def test_whole_pipeline_in_pvpython(pv, digits_zoo):
     assert {"upNodeId", "downNodeId", "SegmentationId", "RegionType"} <= set(r["arc_arrays"])
     assert r["arcs"] == r["nodes"] - 1  # a tree on one component
     assert {"SegmentationId", "RegionType"} <= set(r["seg_arrays"])
-    assert "Order" in r["simp_arrays"]
+    assert "log_loss_Order" in r["simp_arrays"]
     assert len(r["basin_ids"]) == 12 and all(0 <= i < r["arcs"] for i in r["basin_ids"])
     assert r["proj_points"] == 12 and {"field_loss", "field_log_loss"} <= set(r["proj_arrays"])
     assert r["engine"] in ("globscope", "ttk")

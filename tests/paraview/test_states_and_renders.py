@@ -42,7 +42,6 @@ def test_pvsm_saved_and_reloaded_on_another_bundle(bundle, tmp_path, pv):
     shutil.copytree(bundle, moved, ignore=shutil.ignore_patterns(".landscape-cache"))
     script = HOOK + f"""
 import sys, json
-sys.path.insert(0, {str(pl.state_files_dir())!r})
 import globscope_state as gs
 from paraview.simple import *
 view = gs.load_state({str(pvsm)!r}, {str(moved)!r})
@@ -62,11 +61,9 @@ print("RESULT " + json.dumps({{"file": r.FileName[0], "views": len(GetRenderView
 def test_models_and_merge_tree_sit_on_the_surface(bundle, pv):
     """Models and merge-tree nodes are warped like the surface (z = scale * value) plus a small lift;
     the model points are coloured by variant through a categorical table annotated with the names."""
-    from globscope import paraview_launch as pl
 
     script = HOOK + f"""
 import sys, json
-sys.path.insert(0, {str(pl.state_files_dir())!r})
 import globscope_state as gs
 from paraview.simple import *
 from paraview import servermanager as sm
@@ -103,7 +100,7 @@ def test_python_state_renders(bundle, tmp_path, pv_cache, monkeypatch):
     from globscope import paraview_launch as pl
 
     monkeypatch.setenv("GLOBSCOPE_CACHE", str(pv_cache))
-    out = pl.render(bundle, tmp_path / "py.png", state=pl.state_files_dir() / "landscape_state.py", size=(400, 300))
+    out = pl.render(bundle, tmp_path / "py.png", state=pl.state_script("landscape_state.py"), size=(400, 300))
     assert png_stats(out)[1] > 10
 
 

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+from ttk_reference import FIELDS
 
 pytestmark = [pytest.mark.ttk, pytest.mark.paraview]
 
@@ -29,13 +30,12 @@ def test_ttk_and_globscope_merge_trees_agree(report, tmp_path):
 
     from globscope import paraview_launch as pl
 
-    field = pl.ROOT.parent / "shared" / "reference" / "fields" / "wells2d_64x48.vti"
-    if not field.is_file():
-        pytest.skip("reference field missing")
+    field = FIELDS / "wells2d_64x48.vti"
     script = tmp_path / "cmp.py"
     script.write_text(f"""
 import os, sys, json
-sys.path.insert(0, {str(pl.state_files_dir())!r})
+import globscope_entry
+globscope_entry.setup()
 import globscope_state as gs
 from paraview.simple import *
 from paraview import servermanager as sm

