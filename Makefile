@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 OUT ?= runs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -10,8 +10,11 @@ setup:
 demo: setup
 	$(PY) -m globscope demo --out $(OUT)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
 
 bench: setup
 	$(PY) benchmarks/topology_speed.py
