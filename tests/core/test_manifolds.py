@@ -269,3 +269,30 @@ def test_version_1_files(tmp_path):
             read(tmp_path / "pca1.pt")
         assert f"globscope fit /data/zoo --method pca --dim 3 --seed 4 --out {tmp_path / 'pca1.pt'}" in str(e.value)
 
+
+# -- autoencoder divergence ----------------------------------------------------------------------------
+
+def test_autoencoder_that_diverges_at_once_says_so():
+    W = random_models(D=12)
+    with pytest.raises(GlobscopeError, match="training diverged: NaN loss at epoch 1 of 50.*lower lr"):
+        make_manifold("autoencoder", 2, epochs=50, lr=1e10).fit(W)
+    W[3, 5] = np.inf
+    with pytest.raises(GlobscopeError, match="training diverged: NaN loss at epoch 1 .*check the weights for inf"):
+        with np.errstate(invalid="ignore"):
+            make_manifold("autoencoder", 2, epochs=50).fit(W)
+
+
+def test_autoencoder_keeps_its_best_state_when_the_loss_turns_nan_later():
+    W = random_models(D=12)
+    man = make_manifold("autoencoder", 2, epochs=100, patience=100, seed=0)
+
+    def poison(fraction):  # called every 20 epochs: after epoch 21 (index 20) the weights are NaN
+        if 0 < fraction < 1:
+            with torch.no_grad():
+                man.encoder_[0].weight.fill_(float("nan"))
+
+    man.fit(W, progress=poison)
+    assert man.n_epochs_ == 22 and np.isnan(man.history_[-1]) and np.isfinite(man.history_[:-1]).all()
+    assert man.best_epoch_ <= 20 and man.monitor_loss_ == man.history_[man.best_epoch_] == np.min(man.history_[:-1])
+    assert all(torch.isfinite(p).all() for p in man.encoder_.parameters())
+    assert np.isfinite(man.transform(W)).all() and np.isfinite(man.inverse_transform(np.zeros((2, 2)))).all()
