@@ -199,6 +199,18 @@ def test_saving_refuses_what_only_pickle_could_store(tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_a_baseline_from_other_library_versions_loads_with_a_warning(tmp_path, caplog):
+    man = make_manifold("kernel-pca", 2).fit(random_models())
+    man.save(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert set(blob["state_"]["libraries"]) == {"scikit-learn"}
+    blob["state_"]["libraries"]["scikit-learn"] = "0.1"
+    torch.save(blob, tmp_path / "old.pt")
+    back = load_manifold(tmp_path / "old.pt")
+    assert "saved with scikit-learn 0.1" in caplog.text
+    np.testing.assert_array_equal(back.inverse_transform(np.zeros((1, 2))), man.inverse_transform(np.zeros((1, 2))))
+
+
 def test_read_manifold_info_reads_without_building_the_model(tmp_path, monkeypatch):
     from globscope.manifolds import AutoencoderManifold, ManifoldInfo, read_manifold_info
     from globscope.manifolds import autoencoder as ae_module

@@ -8,6 +8,8 @@ equal the fitted one's bit for bit.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -15,9 +17,13 @@ from globscope.errors import GlobscopeError
 from globscope.manifolds.base import Manifold
 from globscope.manifolds.estimator_state import StateError, decode_estimator, encode_estimator
 
+log = logging.getLogger(__name__)
+
 
 class _EstimatorManifold(Manifold):
     """A manifold backed by an estimator with fit/transform/inverse_transform."""
+
+    _libraries: tuple[str, ...] = ("scikit-learn",)  # whose attributes the saved state is
 
     def _make_estimator(self, n_samples: int):
         """An unfitted estimator with this manifold's hyper-parameters, for ``n_samples`` models."""
@@ -37,7 +43,7 @@ class _EstimatorManifold(Manifold):
 
     def _state(self) -> dict:
         try:
-            return {"estimator": encode_estimator(self.estimator_)}
+            return {"estimator": encode_estimator(self.estimator_), "libraries": _library_versions(self._libraries)}
         except StateError as e:
             raise GlobscopeError(f"cannot save this {self.method} manifold: {e}") from None
 
@@ -46,7 +52,27 @@ class _EstimatorManifold(Manifold):
         expected = type(self._make_estimator(2))
         if type(est) is not expected:
             raise StateError(f"a {self.method} manifold holds a {expected.__name__}, not a {type(est).__name__}")
+        # the state is the libraries' own attributes: exact reproduction is promised for the same versions
+        now = _library_versions(self._libraries)
+        for lib, version in (s.get("libraries") or {}).items():
+            if lib in now and now[lib] != version:
+                log.warning("%s manifold saved with %s %s, loaded with %s: restoring its fitted state is exact "
+                            "only under the version that saved it; refit it if its outputs look wrong",
+                            self.method, lib, version, now[lib])
         self.estimator_ = est
+
+
+def _library_versions(dists) -> dict:
+    """Installed versions of the distributions ``dists`` (those missing are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 class PCAManifold(_EstimatorManifold):
@@ -124,6 +150,7 @@ class UMAPManifold(_EstimatorManifold):
     """
 
     method = "umap"
+    _libraries = ("umap-learn", "pynndescent", "scikit-learn")
 
     def __init__(self, dim=2, n_neighbors=15, min_dist=0.1, standardize="global", seed=0):
         self.dim, self.n_neighbors, self.min_dist = dim, n_neighbors, min_dist
