@@ -109,3 +109,202 @@ def test_device_helpers_leave_the_fitted_manifold_where_it_was():
     ae.affine_head(torch.device("meta"))
     assert next(ae.decoder_.parameters()).device.type == "cpu"
     np.testing.assert_array_equal(ae.inverse_transform(np.zeros((1, 2))), before)
+
+
+# -- persistence: fitted state restored, not refitted ------------------------------------------------
+
+BASELINES = ["pca", "kernel-pca", "umap"]
+BASELINE_PARAMS = {"umap": {"n_neighbors": 10}}  # n_neighbors < N = 40
+
+
+def random_models(n=40, D=50, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, D)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fitted_baselines():
+    """Every baseline at every latent dimension, fitted once on 40 random models of D = 50."""
+    from globscope.manifolds import DIMS
+
+    W = random_models()
+    return {(m, d): make_manifold(m, d, **BASELINE_PARAMS.get(m, {})).fit(W) for m in BASELINES for d in DIMS}
+
+
+def _forbid_fitting(monkeypatch):
+    """Make every way of fitting a baseline's estimator raise, so loading must restore, not refit."""
+    import pynndescent
+    import umap
+    from sklearn.decomposition import PCA, KernelPCA
+
+    def refit(*a, **k):
+        raise AssertionError("an estimator was fitted while loading a manifold")
+
+    for cls in (PCA, KernelPCA, umap.UMAP):
+        monkeypatch.setattr(cls, "fit", refit)
+        monkeypatch.setattr(cls, "fit_transform", refit)
+    monkeypatch.setattr(pynndescent.NNDescent, "__init__", refit)
+
+
+def _assert_same_maps(man, back, W):
+    """transform and inverse_transform agree exactly, on training and on new models and latent points."""
+    W_new = random_models(n=7, seed=5)
+    Z = np.random.default_rng(6).normal(size=(6, man.dim))
+    np.testing.assert_array_equal(back.transform(W), man.transform(W))
+    np.testing.assert_array_equal(back.transform(W_new), man.transform(W_new))
+    np.testing.assert_array_equal(back.inverse_transform(Z), man.inverse_transform(Z))
+
+
+@pytest.mark.parametrize("dim", [2, 3, 4])
+@pytest.mark.parametrize("method", BASELINES)
+def test_baselines_load_bit_for_bit_without_refitting(method, dim, fitted_baselines, tmp_path, monkeypatch):
+    man = fitted_baselines[method, dim]
+    man.save(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert blob["version"] == 2 and "X_fit_" not in blob["state_"]
+    _forbid_fitting(monkeypatch)
+    back = load_manifold(tmp_path / "m.pt")
+    assert type(back.estimator_) is type(man.estimator_)
+    _assert_same_maps(man, back, random_models())
+
+
+@pytest.mark.slow
+def test_umap_search_index_is_restored_not_rebuilt(tmp_path, monkeypatch):
+    """The pynndescent index UMAP queries for N >= 4096 (forced here on 40 models) comes back from its
+    arrays: building one (NNDescent.__init__) is forbidden while loading."""
+    from globscope.manifolds import UMAPManifold
+
+    make = UMAPManifold._make_estimator
+
+    def approximate(self, n_samples):
+        est = make(self, n_samples)
+        est.force_approximation_algorithm = True
+        return est
+
+    monkeypatch.setattr(UMAPManifold, "_make_estimator", approximate)
+    W = random_models()
+    man = make_manifold("umap", 2, n_neighbors=10).fit(W)
+    assert man.estimator_._small_data is False
+    man.save(tmp_path / "m.pt")
+    _forbid_fitting(monkeypatch)
+    back = load_manifold(tmp_path / "m.pt")
+    assert type(back.estimator_._knn_search_index).__name__ == "NNDescent"
+    _assert_same_maps(man, back, W)
+
+
+def test_saving_refuses_what_only_pickle_could_store(tmp_path):
+    man = make_manifold("pca", 2).fit(random_models())
+    man.estimator_.custom_ = object()
+    with pytest.raises(GlobscopeError, match=r"cannot save this pca manifold: estimator.custom_: a builtins.object"):
+        man.save(tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_baseline_from_other_library_versions_loads_with_a_warning(tmp_path, caplog):
+    man = make_manifold("kernel-pca", 2).fit(random_models())
+    man.save(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert set(blob["state_"]["libraries"]) == {"scikit-learn"}
+    blob["state_"]["libraries"]["scikit-learn"] = "0.1"
+    torch.save(blob, tmp_path / "old.pt")
+    back = load_manifold(tmp_path / "old.pt")
+    assert "saved with scikit-learn 0.1" in caplog.text
+    np.testing.assert_array_equal(back.inverse_transform(np.zeros((1, 2))), man.inverse_transform(np.zeros((1, 2))))
+
+
+def test_read_manifold_info_reads_without_building_the_model(tmp_path, monkeypatch):
+    from globscope.manifolds import AutoencoderManifold, ManifoldInfo, read_manifold_info
+    from globscope.manifolds import autoencoder as ae_module
+
+    man = make_manifold("autoencoder", 3, epochs=5, seed=2).fit(random_models(D=12))
+    man.meta_ = {"task": "digits-mlp", "checkpoint_set": "/zoo"}
+    man.save(tmp_path / "ae.pt")
+    params = man.get_params()
+
+    def build(*a, **k):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(ae_module, "build_mlp", build)
+    monkeypatch.setattr(AutoencoderManifold, "__init__", build)
+    info = read_manifold_info(tmp_path / "ae.pt")
+    assert isinstance(info, ManifoldInfo)
+    assert (info.path, info.method, info.dim, info.n_features_in_, info.version) == (tmp_path / "ae.pt",
+                                                                                       "autoencoder", 3, 12, 2)
+    assert info.params == params and info.meta == man.meta_
+    assert info.fit_seconds == man.fit_seconds_ > 0
+    with pytest.raises(AttributeError):
+        info.dim = 2  # frozen
+
+
+def test_manifold_file_errors_name_the_file(tmp_path):
+    from globscope.manifolds import read_manifold_info
+
+    man = make_manifold("pca", 2).fit(random_models())
+    man.save(tmp_path / "ok.pt")
+    data = (tmp_path / "ok.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    blob = torch.load(tmp_path / "ok.pt", weights_only=True)
+    torch.save({**blob, "version": 3}, tmp_path / "future.pt")
+    cases = {"missing.pt": "missing.pt: manifold file not found",
+             "junk.pt": "junk.pt: not a readable Globscope manifold",
+             "truncated.pt": "truncated.pt: not a readable Globscope manifold",
+             "other.pt": "other.pt: not a Globscope manifold file",
+             "future.pt": "future.pt: manifold file format version 3 is not one this Globscope reads"}
+    for name, message in cases.items():
+        for read in (read_manifold_info, load_manifold):
+            with pytest.raises(GlobscopeError, match=message):
+                read(tmp_path / name)
+
+
+def test_version_1_files(tmp_path):
+    """Version 1 autoencoders load as before; version 1 baselines (training weights only) are refused."""
+    from globscope.manifolds import read_manifold_info
+
+    W = random_models(D=12)
+    ae = make_manifold("autoencoder", 2, epochs=5).fit(W)
+    ae.save(tmp_path / "ae.pt")
+    blob = torch.load(tmp_path / "ae.pt", weights_only=True)
+    torch.save({**blob, "version": 1}, tmp_path / "ae1.pt")
+    np.testing.assert_array_equal(load_manifold(tmp_path / "ae1.pt").transform(W), ae.transform(W))
+    assert read_manifold_info(tmp_path / "ae1.pt").version == 1
+
+    # what version 1 wrote for a baseline: its standardised training weights, refitted on load
+    pca = make_manifold("pca", 3, seed=4).fit(W)
+    v1 = {"format": "globscope-manifold", "version": 1, "method": "pca", "params": pca.get_params(),
+          "n_features_in_": 12, "fit_seconds_": 0.01, "scaler_": pca.scaler_.state(),
+          "state_": {"X_fit_": torch.from_numpy(pca.scaler_.transform(W).astype(np.float32))},
+          "meta": {"checkpoint_set": "/data/zoo"}}
+    torch.save(v1, tmp_path / "pca1.pt")
+    for read in (read_manifold_info, load_manifold):
+        with pytest.raises(GlobscopeError, match=r"pca1.pt: an old \(format version 1\) pca manifold") as e:
+            read(tmp_path / "pca1.pt")
+        assert f"globscope fit /data/zoo --method pca --dim 3 --seed 4 --out {tmp_path / 'pca1.pt'}" in str(e.value)
+
+
+# -- autoencoder divergence ----------------------------------------------------------------------------
+
+def test_autoencoder_that_diverges_at_once_says_so():
+    W = random_models(D=12)
+    with pytest.raises(GlobscopeError, match="training diverged: NaN loss at epoch 1 of 50.*lower lr"):
+        make_manifold("autoencoder", 2, epochs=50, lr=1e10).fit(W)
+    W[3, 5] = np.inf
+    with pytest.raises(GlobscopeError, match="training diverged: NaN loss at epoch 1 .*check the weights for inf"):
+        with np.errstate(invalid="ignore"):
+            make_manifold("autoencoder", 2, epochs=50).fit(W)
+
+
+def test_autoencoder_keeps_its_best_state_when_the_loss_turns_nan_later():
+    W = random_models(D=12)
+    man = make_manifold("autoencoder", 2, epochs=100, patience=100, seed=0)
+
+    def poison(fraction):  # called every 20 epochs: after epoch 21 (index 20) the weights are NaN
+        if 0 < fraction < 1:
+            with torch.no_grad():
+                man.encoder_[0].weight.fill_(float("nan"))
+
+    man.fit(W, progress=poison)
+    assert man.n_epochs_ == 22 and np.isnan(man.history_[-1]) and np.isfinite(man.history_[:-1]).all()
+    assert man.best_epoch_ <= 20 and man.monitor_loss_ == man.history_[man.best_epoch_] == np.min(man.history_[:-1])
+    assert all(torch.isfinite(p).all() for p in man.encoder_.parameters())
+    assert np.isfinite(man.transform(W)).all() and np.isfinite(man.inverse_transform(np.zeros((2, 2)))).all()

@@ -2,14 +2,14 @@
 
 from globscope.errors import GlobscopeError
 from globscope.manifolds.autoencoder import AutoencoderManifold
-from globscope.manifolds.base import Manifold, Standardizer, load_manifold
+from globscope.manifolds.base import Manifold, ManifoldInfo, Standardizer, load_manifold, read_manifold_info
 from globscope.manifolds.baselines import KernelPCAManifold, PCAManifold, UMAPManifold
 
 METHODS = {cls.method: cls for cls in (AutoencoderManifold, PCAManifold, KernelPCAManifold, UMAPManifold)}
 DIMS = (2, 3, 4)
 
-__all__ = ["METHODS", "DIMS", "Manifold", "Standardizer", "make_manifold", "load_manifold",
-           "AutoencoderManifold", "PCAManifold", "KernelPCAManifold", "UMAPManifold"]
+__all__ = ["METHODS", "DIMS", "Manifold", "ManifoldInfo", "Standardizer", "make_manifold", "load_manifold",
+           "read_manifold_info", "AutoencoderManifold", "PCAManifold", "KernelPCAManifold", "UMAPManifold"]
 
 
 def make_manifold(method: str, dim: int = 2, **params) -> Manifold:

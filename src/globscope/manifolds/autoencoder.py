@@ -117,6 +117,13 @@ class AutoencoderManifold(Manifold):
                 monitor = Xval if n_val else Xtr
                 score = float(torch.mean((dec(enc(monitor)) - monitor) ** 2))
             history.append(score)
+            if not np.isfinite(score):
+                # Adam does not come back from NaN weights: stop, keep the best state if there is one
+                if best_state is None:
+                    raise GlobscopeError(self._diverged_message(X, epoch, score))
+                log.warning("autoencoder: loss %s at epoch %d; keeping the best state (epoch %d)",
+                            score, epoch + 1, best_epoch + 1)
+                break
             if score < best:
                 best, best_epoch = score, epoch
                 best_state = [p.detach().clone() for p in params]
@@ -135,6 +142,13 @@ class AutoencoderManifold(Manifold):
         log.info("autoencoder: %d epochs, best held-out loss %.3g at epoch %d", epoch + 1, best, best_epoch)
         if progress:
             progress(1.0)
+
+    def _diverged_message(self, X, epoch: int, score: float) -> str:
+        bad = int(np.size(X) - np.count_nonzero(np.isfinite(X)))
+        why = (f"{bad} of {np.size(X)} standardised weight entries are not finite: check the weights for inf or "
+               f"NaN" if bad else f"lower lr (now {self.lr:g}), or check the weights for extreme values")
+        return (f"autoencoder training diverged: {'NaN' if np.isnan(score) else score} loss at epoch {epoch + 1} "
+                f"of {self.epochs}, before any finite loss; {why}")
 
     @torch.no_grad()
     def _transform(self, X):

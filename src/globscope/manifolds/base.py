@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from globscope.errors import GlobscopeError
 from globscope.fileio import atomic_path
 
 FORMAT = "globscope-manifold"
+# 2: baselines store their fitted estimator; 1 stored only their training weights and refitted
+VERSION = 2
 
 
 class Standardizer:
@@ -156,7 +159,7 @@ class Manifold:
     def save(self, path) -> Path:
         """Write the manifold (tensors and plain values only) atomically."""
         self._check_fitted()
-        blob = {"format": FORMAT, "version": 1, "method": self.method, "params": self.get_params(),
+        blob = {"format": FORMAT, "version": VERSION, "method": self.method, "params": self.get_params(),
                 "n_features_in_": self.n_features_in_, "fit_seconds_": self.fit_seconds_,
                 "scaler_": self.scaler_.state(),
                 "state_": self._state(), "meta": getattr(self, "meta_", {})}
@@ -165,29 +168,128 @@ class Manifold:
         return Path(path)
 
 
-def load_manifold(path) -> Manifold:
-    """Load a manifold saved by ``Manifold.save`` (no pickled code is run)."""
+@dataclass(frozen=True)
+class ManifoldInfo:
+    """What a manifold file says about itself, read without building the model.
+
+    Attributes
+    ----------
+    path : Path
+    method : str
+        A key of ``METHODS``.
+    dim : int
+        Latent dimension d.
+    n_features_in_ : int
+        Weight dimension D the manifold was fitted on.
+    params : dict
+        Hyper-parameters (``get_params()`` of the saved manifold).
+    meta : dict
+        What the writer set as ``meta_`` (task, checkpoint set, layout, …).
+    fit_seconds : float
+    version : int
+        File format version.
+    """
+
+    path: Path
+    method: str
+    dim: int
+    n_features_in_: int
+    params: dict = field(repr=False)
+    meta: dict = field(repr=False)
+    fit_seconds: float
+    version: int
+
+
+def _read_blob(path: Path, mmap: bool = False) -> dict:
+    """The top-level dict of a manifold file, checked; any failure is a ``GlobscopeError`` naming it.
+
+    With ``mmap=True`` tensors are mapped, not read, so looking at the small entries costs little.
+    """
     from globscope.manifolds import METHODS
 
-    path = Path(path)
     if not path.is_file():
         raise GlobscopeError(f"{path}: manifold file not found")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any failure to read is the file's problem
         raise GlobscopeError(f"{path}: not a readable Globscope manifold ({type(e).__name__}: {e})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise GlobscopeError(f"{path}: not a Globscope manifold file")
-    cls = METHODS.get(blob.get("method"))
-    if cls is None:
-        raise GlobscopeError(f"{path}: unknown manifold method {blob.get('method')!r}")
+    method, version = blob.get("method"), blob.get("version")
+    if method not in METHODS:
+        raise GlobscopeError(f"{path}: unknown manifold method {method!r}")
+    if version not in (1, VERSION):
+        raise GlobscopeError(f"{path}: manifold file format version {version!r} is not one this Globscope "
+                             f"reads (1 or {VERSION}); a newer Globscope may have written it")
+    if not isinstance(blob.get("params"), dict) or not isinstance(blob.get("meta", {}), dict):
+        raise GlobscopeError(f"{path}: damaged manifold file (params or meta is not a dict)")
+    if version == 1 and method != "autoencoder":
+        # version 1 kept only the training weights and refitted on load; that path is gone
+        params, meta = blob["params"], blob.get("meta") or {}
+        cmd = (f"globscope fit {meta.get('checkpoint_set') or 'SET'} --method {method} --dim {params.get('dim')} "
+               f"--seed {params.get('seed')} --out {path}")
+        raise GlobscopeError(f"{path}: an old (format version 1) {method} manifold, which stored only its training "
+                             f"weights and would have to be refitted to load; refit it with `{cmd}`")
+    return blob
+
+
+def read_manifold_info(path) -> ManifoldInfo:
+    """A manifold file's method, dimensions, hyper-parameters, ``meta`` and fit time, without
+    building the model (no network, no estimator; tensors are memory-mapped, not read).
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by ``Manifold.save``.
+
+    Returns
+    -------
+    ManifoldInfo
+
+    Raises
+    ------
+    GlobscopeError
+        For a missing, foreign, damaged or too old / too new file, naming it.
+    """
+    path = Path(path)
+    blob = _read_blob(path, mmap=True)
     try:
-        obj = cls(**blob["params"])
+        return ManifoldInfo(path=path, method=blob["method"], dim=int(blob["params"]["dim"]),
+                            n_features_in_=int(blob["n_features_in_"]), params=dict(blob["params"]),
+                            meta=dict(blob.get("meta") or {}), fit_seconds=float(blob["fit_seconds_"]),
+                            version=int(blob["version"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise GlobscopeError(f"{path}: damaged manifold file ({type(e).__name__}: {e})") from None
+
+
+def load_manifold(path) -> Manifold:
+    """Load a manifold saved by ``Manifold.save`` (no pickled code is run, nothing is refitted).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    Manifold
+        Fitted, of the saved method, with the saved ``meta_``.
+
+    Raises
+    ------
+    GlobscopeError
+        As ``read_manifold_info``, and for a state that does not restore.
+    """
+    from globscope.manifolds import METHODS
+
+    path = Path(path)
+    blob = _read_blob(path)
+    try:
+        obj = METHODS[blob["method"]](**blob["params"])
         obj.n_features_in_ = blob["n_features_in_"]
         obj.fit_seconds_ = blob["fit_seconds_"]
         obj.scaler_ = Standardizer.from_state(blob["scaler_"])
         obj.meta_ = blob.get("meta", {})
         obj._load_state(blob["state_"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
         raise GlobscopeError(f"{path}: damaged manifold file ({type(e).__name__}: {e})") from None
     return obj

@@ -1,27 +1,37 @@
 """The baselines of the paper's Table 1 behind the same contract: PCA, Kernel-PCA, UMAP.
 
-Their scikit-learn/umap estimators hold objects that only pickle could save, and loading
-pickles can run code; so a saved baseline stores its standardised training weights and is
-refitted, deterministically, on load.
+A saved baseline stores its fitted estimator — every attribute, as tensors and plain values (see
+``globscope.manifolds.estimator_state``) — and loading sets them back on a new estimator with the
+same hyper-parameters: no refit, and ``transform`` / ``inverse_transform`` of the loaded manifold
+equal the fitted one's bit for bit.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
+from globscope.errors import GlobscopeError
 from globscope.manifolds.base import Manifold
+from globscope.manifolds.estimator_state import StateError, decode_estimator, encode_estimator
+
+log = logging.getLogger(__name__)
 
 
 class _EstimatorManifold(Manifold):
     """A manifold backed by an estimator with fit/transform/inverse_transform."""
 
-    def _make_estimator(self):
+    _libraries: tuple[str, ...] = ("scikit-learn",)  # whose attributes the saved state is
+
+    def _make_estimator(self, n_samples: int):
+        """An unfitted estimator with this manifold's hyper-parameters, for ``n_samples`` models."""
         raise NotImplementedError
 
     def _fit(self, X, progress=None):
-        self.X_fit_ = np.asarray(X, dtype=np.float32)
-        self.estimator_ = self._make_estimator().fit(self.X_fit_)
+        X = np.asarray(X, dtype=np.float32)
+        self.estimator_ = self._make_estimator(len(X)).fit(X)
         if progress:
             progress(1.0)
 
@@ -32,10 +42,37 @@ class _EstimatorManifold(Manifold):
         return self.estimator_.inverse_transform(np.asarray(Z, dtype=np.float32))
 
     def _state(self) -> dict:
-        return {"X_fit_": torch.from_numpy(self.X_fit_)}
+        try:
+            return {"estimator": encode_estimator(self.estimator_), "libraries": _library_versions(self._libraries)}
+        except StateError as e:
+            raise GlobscopeError(f"cannot save this {self.method} manifold: {e}") from None
 
     def _load_state(self, s: dict) -> None:
-        self._fit(s["X_fit_"].numpy())
+        est = decode_estimator(s["estimator"])
+        expected = type(self._make_estimator(2))
+        if type(est) is not expected:
+            raise StateError(f"a {self.method} manifold holds a {expected.__name__}, not a {type(est).__name__}")
+        # the state is the libraries' own attributes: exact reproduction is promised for the same versions
+        now = _library_versions(self._libraries)
+        for lib, version in (s.get("libraries") or {}).items():
+            if lib in now and now[lib] != version:
+                log.warning("%s manifold saved with %s %s, loaded with %s: restoring its fitted state is exact "
+                            "only under the version that saved it; refit it if its outputs look wrong",
+                            self.method, lib, version, now[lib])
+        self.estimator_ = est
+
+
+def _library_versions(dists) -> dict:
+    """Installed versions of the distributions ``dists`` (those missing are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 class PCAManifold(_EstimatorManifold):
@@ -60,7 +97,7 @@ class PCAManifold(_EstimatorManifold):
                             device=device)
         return (lambda z: z), A, b
 
-    def _make_estimator(self):
+    def _make_estimator(self, n_samples):
         from sklearn.decomposition import PCA
 
         return PCA(n_components=self.dim, svd_solver="full", random_state=self.seed)
@@ -80,7 +117,7 @@ class KernelPCAManifold(_EstimatorManifold):
         self.dim, self.kernel, self.gamma, self.alpha = dim, kernel, gamma, alpha
         self.standardize, self.seed = standardize, seed
 
-    def _make_estimator(self):
+    def _make_estimator(self, n_samples):
         from sklearn.decomposition import KernelPCA
 
         return KernelPCA(n_components=self.dim, kernel=self.kernel, gamma=self.gamma, alpha=self.alpha,
@@ -93,19 +130,37 @@ class UMAPManifold(_EstimatorManifold):
     Parameters
     ----------
     n_neighbors, min_dist : as ``umap.UMAP``; n_neighbors is capped at N - 1.
+
+    Notes
+    -----
+    What a saved UMAP keeps, and why it is enough (umap-learn's ``transform`` and
+    ``inverse_transform``): for N < 4096 models (``_small_data``) ``transform`` measures exact
+    distances to the training data ``_raw_data`` with ``_input_distance_func``, keeps the
+    ``_n_neighbors`` nearest, and optimises the new points against ``embedding_`` with ``_a``, ``_b``,
+    ``_initial_alpha``, seeded by ``transform_seed``; given the training data itself it returns
+    ``embedding_`` (``_input_hash``). ``inverse_transform`` triangulates ``embedding_`` and optimises
+    against ``_raw_data`` with ``_sigmas``, ``_rhos``, ``_a``, ``_b`` and ``_inverse_distance_func``.
+    All the data are arrays or plain values and are stored with every other attribute (the fuzzy
+    graph ``graph_`` as CSR arrays). The numba distance functions are not data: they are stored as
+    their key in umap's tables of named distances, which is how UMAP derives them from ``metric``
+    and ``output_metric``. For N >= 4096 ``transform`` queries the search index
+    ``_knn_search_index`` (pynndescent); it is restored from its arrays (trees, search graph, data,
+    random states) through pynndescent's own ``__setstate__``, which
+    compiles its search closures again; nothing is refitted or rebuilt.
     """
 
     method = "umap"
+    _libraries = ("umap-learn", "pynndescent", "scikit-learn")
 
     def __init__(self, dim=2, n_neighbors=15, min_dist=0.1, standardize="global", seed=0):
         self.dim, self.n_neighbors, self.min_dist = dim, n_neighbors, min_dist
         self.standardize, self.seed = standardize, seed
 
-    def _make_estimator(self):
+    def _make_estimator(self, n_samples):
         import warnings
 
         warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
         import umap
 
-        return umap.UMAP(n_components=self.dim, n_neighbors=min(self.n_neighbors, len(self.X_fit_) - 1),
+        return umap.UMAP(n_components=self.dim, n_neighbors=min(self.n_neighbors, n_samples - 1),
                          min_dist=self.min_dist, random_state=self.seed)
