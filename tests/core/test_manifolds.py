@@ -124,7 +124,7 @@ def random_models(n=40, D=50, seed=0):
 @pytest.fixture(scope="module")
 def fitted_baselines():
     """Every baseline at every latent dimension, fitted once on 40 random models of D = 50."""
-    from globscope.manifolds import DIMS
+    from globscope.names import LATENT_DIMS as DIMS
 
     W = random_models()
     return {(m, d): make_manifold(m, d, **BASELINE_PARAMS.get(m, {})).fit(W) for m in BASELINES for d in DIMS}

@@ -306,7 +306,7 @@ def test_project_models_on_an_image_whose_extent_does_not_start_at_0(A, digits_z
     grid = Grid(tuple(lo - (hi - lo)), tuple((hi - lo) / 10), (31, 31))  # the box three times over
     P = grid.points()
     img = vc.image_data({"loss": grid.to_field(2 * P[:, 0] - 3 * P[:, 1] + 1)}, grid)
-    sub = _voi(img, (10, 25, 10, 20, 0, 0))
+    sub = _voi(img, (10, 15, 10, 20, 0, 0))  # the lower half of the models' x range
     vc.set_field_strings(sub, manifold_file=vc.field_string(m.GetOutputDataObject(0), "manifold_file"))
     land = vtkTrivialProducer()
     land.SetOutput(sub)
