@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from globscope.landscape.evaluate import BatchedEvaluator
+from globscope.landscape.evaluation import BatchedEvaluator
 from globscope.tasks import Split, Task, get_task
 
 
@@ -311,7 +311,7 @@ def test_grouped_equals_per_model_loop(task_fn, bn):
 
 
 def test_grouped_applicability_and_auto():
-    from globscope.landscape.evaluate import groupable
+    from globscope.landscape.evaluation import groupable
 
     assert groupable(get_task("fashion-cnn").make_model()) and not groupable(get_task("digits-mlp").make_model())
     assert not groupable(nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)))

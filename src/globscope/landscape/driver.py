@@ -18,7 +18,7 @@ from globscope.errors import Aborted, GlobscopeError
 from globscope.fileio import hash_file, hash_json, read_json, write_json
 from globscope.landscape.batchnorm import stack_buffers
 from globscope.landscape.distributed import Context, context
-from globscope.landscape.evaluate import BatchedEvaluator, resolve_device
+from globscope.landscape.evaluation import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
 from globscope.landscape.store import ChunkStore
 from globscope.tasks import Task, get_task
