@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from globscope.landscape.evaluation import BatchedEvaluator
+from globscope.landscape.evaluation import AutoTuner, BatchedEvaluator
 from globscope.tasks import Split, Task, get_task
 
 
@@ -224,7 +224,7 @@ def test_auto_measures_factored_only_when_it_saves_work():
 
 
 def test_auto_screens_on_a_slice_then_times_the_survivors_on_the_batch(monkeypatch):
-    """On the CPU a batch of more than SCREEN_MODELS models: every candidate runs once on that many,
+    """On the CPU a batch of more than AutoTuner.SCREEN_MODELS models: every candidate runs once on that many,
     the clear losers are dropped; the survivors are timed on the whole batch and the winner's
     numbers are those of the pinned formulation run on the same batch (bit for bit)."""
     task = get_task("digits-mlp")
@@ -232,17 +232,17 @@ def test_auto_screens_on_a_slice_then_times_the_survivors_on_the_batch(monkeypat
     ev = BatchedEvaluator(task, "cpu", formulation="auto", max_batch_models=40)
     cands = {f"{f}@{t}thr@{b}" for f, t, b in ev.candidates()}  # before the choice fixes the data batch
     slow = {"loop"}  # stand-in for a machine where the loop is a clear loser
-    orig = BatchedEvaluator._time
+    orig = ev.tuner.measure
 
-    def timed(self, cand, *a, **k):
-        t, out, n = orig(self, cand, *a, **k)
+    def timed(cand, *a, **k):
+        t, out, n = orig(cand, *a, **k)
         return (t * 100 if cand[0] in slow else t), out, n
-    monkeypatch.setattr(BatchedEvaluator, "_time", timed)
+    monkeypatch.setattr(ev.tuner, "measure", timed)
     with ev.session():
         loss, acc = ev.evaluate(W)
         choice = ev.choice()
     tun = ev.tuning
-    assert tun["screen_models"] == BatchedEvaluator.SCREEN_MODELS and tun["seconds"] > 0
+    assert tun["screen_models"] == AutoTuner.SCREEN_MODELS and tun["seconds"] > 0
     assert set(tun["screened"]) == cands
     assert {k for k in cands if k.startswith("loop@")} <= set(tun["dropped"]) < cands
     assert not set(tun["dropped"]) & set(ev.timings) and choice["formulation"] != "loop"
@@ -253,7 +253,7 @@ def test_auto_screens_on_a_slice_then_times_the_survivors_on_the_batch(monkeypat
     np.testing.assert_array_equal(loss, l2)
     np.testing.assert_array_equal(acc, a2)
     # a batch no larger than the slice: no screening round
-    small = BatchedEvaluator(task, "cpu", formulation="auto", max_batch_models=BatchedEvaluator.SCREEN_MODELS)
+    small = BatchedEvaluator(task, "cpu", formulation="auto", max_batch_models=AutoTuner.SCREEN_MODELS)
     small.evaluate(W[:8])
     assert small.tuning["screen_models"] is None and not small.tuning["dropped"]
 
