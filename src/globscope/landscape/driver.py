@@ -331,7 +331,6 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, resolution=64, m
             if pinned["codes"] and decode_codes is None:
                 log.warning("the stored run decoded latent points to codes of an affine head, which is not "
                             "available now; the resumed chunks may differ from the first run's in the last bits")
-            ev.batch_models = int(pinned["batch_models"])  # set_affine_head may have shrunk it
         else:
             decode_codes = make_code_decoder(manifold, ev, formulation)
         fields = compute_field(decode_codes or make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,
