@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from globscope.errors import GlobscopeError
 from globscope.landscape.evaluation import AutoTuner, BatchedEvaluator
 from globscope.tasks import Split, Task, get_task
 
@@ -256,6 +257,31 @@ def test_auto_screens_on_a_slice_then_times_the_survivors_on_the_batch(monkeypat
     small = BatchedEvaluator(task, "cpu", formulation="auto", max_batch_models=AutoTuner.SCREEN_MODELS)
     small.evaluate(W[:8])
     assert small.tuning["screen_models"] is None and not small.tuning["dropped"]
+
+
+def test_tune_formulations_affine_head_and_pin_are_public():
+    """``tune_formulations`` restricts ``auto`` (timed even where it would not save work), the
+    prepared head is readable, and ``pin`` keeps its models per batch through ``set_affine_head``."""
+    task = get_task("digits-mlp")
+    man, Zq = _head_models(task, "pca", n=5)
+    code_fn, A, b = man.affine_head("cpu")
+    ev = BatchedEvaluator(task, "cpu", formulation="auto", tune_formulations=("factored",), threads=1)
+    assert ev.affine_head is None and ev.set_affine_head(A, b)
+    hd = ev.affine_head
+    assert (hd.K, hd.nbytes, hd.n_rest) == (2, ev.head_bytes(2), 32 * 10 + 10)
+    assert {c[0] for c in ev.candidates(codes=True)} == {"factored"}
+    loss, _ = ev.evaluate(codes=code_fn(torch.as_tensor(Zq, dtype=torch.float32)))
+    assert ev.formulation == "factored" and all(k.startswith("factored@") for k in ev.timings)
+    with pytest.raises(GlobscopeError, match="grouped formulation needs"):
+        BatchedEvaluator(task, "cpu", tune_formulations=("grouped",))
+    with pytest.raises(GlobscopeError, match="formulation='auto'"):
+        BatchedEvaluator(task, "cpu", formulation="vmap", tune_formulations=("vmap",))
+    free = BatchedEvaluator(task, "cpu", memory_budget=2 << 20)
+    before = free.batch_models
+    assert free.set_affine_head(A, b) and free.batch_models < before  # P takes its share of the budget
+    pinned = BatchedEvaluator(task, "cpu", memory_budget=2 << 20)
+    pinned.pin("factored", 1, 360, 256)
+    assert pinned.set_affine_head(A, b) and pinned.choice()["batch_models"] == 256
 
 
 def test_factored_memory_guard_and_applicability():
