@@ -23,7 +23,8 @@ MAX_BATCH_MODELS = {"cpu": 256, "cuda": 4096}
 
 
 def resolve_device(device=None) -> torch.device:
-    """``device`` as a torch.device; None picks CUDA when available, else the CPU."""
+    """``device`` as a torch.device; None (or ``"auto"``) picks CUDA when available, else the CPU.
+    Unknown devices and CUDA without CUDA raise a GlobscopeError."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -63,7 +64,19 @@ def models_per_batch(budget: int, per_model_bytes: int, cap: int) -> int:
 
 
 def activation_numel(model: nn.Module, x: torch.Tensor) -> int:
-    """Elements of all leaf-module outputs of one forward pass of ``model`` on ``x``, per example."""
+    """Elements of all leaf-module outputs of one forward pass of ``model`` on ``x``, per example.
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : Tensor of shape (n, ...)
+        A few examples (two do).
+
+    Returns
+    -------
+    int
+        At least 1; the memory budget counts 4 bytes each (more than is ever alive under no_grad).
+    """
     total = 0
 
     def hook(mod, inp, out):

@@ -100,7 +100,8 @@ class BatchedEvaluator:
         self.model = task.make_model().to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        # each task.has_batchnorm builds a model (it draws from torch's generator): as many as before
+        # each task.has_batchnorm builds a model, drawing from torch's generator: asked exactly where the
+        # callers' random streams have always seen it asked (here, and below unless not stackable)
         self.bn = check_bn_mode(bn, task.has_batchnorm)
         has_bn = self.bn is not None
         self.formulation = formulation
@@ -158,12 +159,12 @@ class BatchedEvaluator:
         if formulation != "auto":
             raise GlobscopeError(f"tune_formulations needs formulation='auto', not {formulation!r}")
         names = tuple(names)
+        if not names:
+            raise GlobscopeError("tune_formulations: no formulation given")
         for name in names:
             if name not in STRATEGIES:
                 raise GlobscopeError(f"tune_formulations: {name!r} is none of {tuple(STRATEGIES)}")
             STRATEGIES[name].check(self.task.name, self.model, has_bn)
-        if not names:
-            raise GlobscopeError("tune_formulations: no formulation given")
         return names
 
     @property

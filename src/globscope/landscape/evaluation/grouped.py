@@ -58,7 +58,17 @@ def groupable(model: nn.Module) -> bool:
 
 
 def max_pool_2x2(h: torch.Tensor) -> torch.Tensor:
-    """``F.max_pool2d(h, 2)`` as three element-wise maxima (same values, NaN propagates)."""
+    """``F.max_pool2d(h, 2)`` as three element-wise maxima (same values, NaN propagates).
+
+    Parameters
+    ----------
+    h : Tensor of shape (..., H, W)
+
+    Returns
+    -------
+    Tensor of shape (..., H // 2, W // 2)
+        An odd last row or column is dropped, as ``max_pool2d`` does.
+    """
     H, W = h.shape[-2] // 2 * 2, h.shape[-1] // 2 * 2
     h = h[..., :H, :W]
     return torch.maximum(torch.maximum(h[..., 0::2, 0::2], h[..., 0::2, 1::2]),
