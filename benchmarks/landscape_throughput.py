@@ -25,7 +25,7 @@ for (d) they are *effective*: the FLOPs of the unfactored network over (d)'s tim
 actually does are printed beside them). The peak is the best of 4096² ``torch.mm`` timings taken
 in the same run before and after each task.
 
-    python benchmarks/landscape_throughput.py [--json] [--tasks ...] [--manifold pca] [--no-rss]
+    .venv/bin/python benchmarks/landscape_throughput.py [--json] [--tasks ...] [--manifold pca] [--no-rss]
 """
 
 from __future__ import annotations
@@ -46,12 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from globscope.landscape import BatchedEvaluator, LatentGrid, compute_landscape  # noqa: E402
-from globscope.manifolds import make_manifold  # noqa: E402
-from globscope.tasks import get_task  # noqa: E402
+from globscope.errors import GlobscopeError
+from globscope.landscape import BatchedEvaluator, LatentGrid, compute_landscape
+from globscope.manifolds import make_manifold
+from globscope.settings import LandscapeSettings
+from globscope.tasks import get_task
 
 # models evaluated by (a), (b), (c), (d) per task
 COUNTS = {"digits-mlp": (24, 96, 6144, 6144), "fashion-mlp": (9, 24, 768, 3072), "fashion-cnn": (6, 6, 48, 0)}
@@ -152,11 +151,16 @@ def factored_evaluator(task, man):
     """(d)'s evaluator: the manifold's affine head set, ``auto`` measuring threads and data batch
     of the factored formulation only; with the head's code function. None where it cannot run."""
     head = man.affine_head("cpu")
-    ev = BatchedEvaluator(task, "cpu", formulation="auto")
-    if head is None or not ev.factorable or not ev.set_affine_head(head[1], head[2]):
+    if head is None:
         return None, None
-    base = BatchedEvaluator.candidates(ev)  # (formulation, threads, data batch) of the others
-    ev.candidates = lambda codes=False: sorted({("factored", t, b) for _, t, b in base}, key=lambda c: (-c[1], -c[2]))
+    try:
+        # threads: the thread counts timed are torch's now (the engine's choice changes it before (d) runs)
+        ev = BatchedEvaluator(task, "cpu", formulation="auto", tune_formulations=("factored",),
+                              threads=torch.get_num_threads())
+    except GlobscopeError:  # not an MLP with a Linear first layer on the data
+        return None, None
+    if not ev.set_affine_head(head[1], head[2]):
+        return None, None
     return ev, head[0]
 
 
@@ -176,10 +180,10 @@ def factored_flops(ev) -> int:
     """FLOPs (d) does per model: the first layer as (K+1)·width products per example, the rest as
     unfactored, plus decoding the later layers' weights from the code."""
     lin = getattr(ev.model, ev.first_linear)
-    hd = ev._head
+    hd = ev.affine_head
     first = 2 * lin.in_features * lin.out_features * ev.n_eval
-    return (ev.flops_per_model() - first + 2 * (hd["K"] + 1) * lin.out_features * ev.n_eval
-            + 2 * hd["K"] * hd["A_rest"].shape[1])
+    return (ev.flops_per_model() - first + 2 * (hd.K + 1) * lin.out_features * ev.n_eval
+            + 2 * hd.K * hd.n_rest)
 
 
 def bench_task(name: str, peak: float, rounds: int = 3, method: str = "autoencoder") -> dict:
@@ -238,7 +242,7 @@ def bench_task(name: str, peak: float, rounds: int = 3, method: str = "autoencod
                   "factored_effective_gflops": flops / t_f / 1e9,
                   "factored_actual_gflops": factored_flops(evf) / t_f / 1e9,
                   "factored_max_abs_diff_vs_li": float(np.abs(l_li[:kf] - l_f[:kf]).max()),
-                  "factored_K": evf._head["K"], "factored_precomputed_mib": evf._head["bytes"] / 2**20,
+                  "factored_K": evf.affine_head.K, "factored_precomputed_mib": evf.affine_head.nbytes / 2**20,
                   "factored_threads": evf.threads, "factored_batch_models": evf.batch_models,
                   "factored_data_batch": evf.data_batch, "factored_candidates_ms_per_model": evf.timings})
     return r
@@ -250,8 +254,8 @@ def rss_child(resolution: int, chunk_points: int) -> None:
     _, man, Z, W0, _ = decoded_weights(task, 4, method="pca")
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        compute_landscape(man, task, Z, out, resolution=resolution, chunk_points=chunk_points,
-                          formulation="stacked", max_batch_models=256, threads=1)
+        compute_landscape(man, task, Z, out, LandscapeSettings(resolution=resolution, chunk_points=chunk_points,
+                                                               formulation="stacked", max_batch_models=256, threads=1))
         dt = time.perf_counter() - t0
     print(json.dumps({"resolution": resolution, "peak_rss_mib": peak_rss_mib(), "seconds": dt}))
 

@@ -242,7 +242,7 @@ from globscope import stages
 from globscope.settings import LandscapeSettings
 kill_after = int(sys.argv[3])  # chunks stored before the process kills itself (0: run to the end)
 if len(sys.argv) > 5:  # stand-in for this process's timings: what ``auto`` gets to choose from
-    from globscope.landscape.evaluate import BatchedEvaluator
+    from globscope.landscape.evaluation import BatchedEvaluator
     only = [tuple(c) for c in json.loads(sys.argv[5])]
     BatchedEvaluator.candidates = lambda self, codes=False: only
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from globscope.landscape.evaluate import BatchedEvaluator
+from globscope.errors import GlobscopeError
+from globscope.landscape.evaluation import AutoTuner, BatchedEvaluator
 from globscope.tasks import Split, Task, get_task
 
 
@@ -224,7 +225,7 @@ def test_auto_measures_factored_only_when_it_saves_work():
 
 
 def test_auto_screens_on_a_slice_then_times_the_survivors_on_the_batch(monkeypatch):
-    """On the CPU a batch of more than SCREEN_MODELS models: every candidate runs once on that many,
+    """On the CPU a batch of more than AutoTuner.SCREEN_MODELS models: every candidate runs once on that many,
     the clear losers are dropped; the survivors are timed on the whole batch and the winner's
     numbers are those of the pinned formulation run on the same batch (bit for bit)."""
     task = get_task("digits-mlp")
@@ -232,17 +233,17 @@ def test_auto_screens_on_a_slice_then_times_the_survivors_on_the_batch(monkeypat
     ev = BatchedEvaluator(task, "cpu", formulation="auto", max_batch_models=40)
     cands = {f"{f}@{t}thr@{b}" for f, t, b in ev.candidates()}  # before the choice fixes the data batch
     slow = {"loop"}  # stand-in for a machine where the loop is a clear loser
-    orig = BatchedEvaluator._time
+    orig = ev.tuner.measure
 
-    def timed(self, cand, *a, **k):
-        t, out, n = orig(self, cand, *a, **k)
+    def timed(cand, *a, **k):
+        t, out, n = orig(cand, *a, **k)
         return (t * 100 if cand[0] in slow else t), out, n
-    monkeypatch.setattr(BatchedEvaluator, "_time", timed)
+    monkeypatch.setattr(ev.tuner, "measure", timed)
     with ev.session():
         loss, acc = ev.evaluate(W)
         choice = ev.choice()
     tun = ev.tuning
-    assert tun["screen_models"] == BatchedEvaluator.SCREEN_MODELS and tun["seconds"] > 0
+    assert tun["screen_models"] == AutoTuner.SCREEN_MODELS and tun["seconds"] > 0
     assert set(tun["screened"]) == cands
     assert {k for k in cands if k.startswith("loop@")} <= set(tun["dropped"]) < cands
     assert not set(tun["dropped"]) & set(ev.timings) and choice["formulation"] != "loop"
@@ -253,9 +254,34 @@ def test_auto_screens_on_a_slice_then_times_the_survivors_on_the_batch(monkeypat
     np.testing.assert_array_equal(loss, l2)
     np.testing.assert_array_equal(acc, a2)
     # a batch no larger than the slice: no screening round
-    small = BatchedEvaluator(task, "cpu", formulation="auto", max_batch_models=BatchedEvaluator.SCREEN_MODELS)
+    small = BatchedEvaluator(task, "cpu", formulation="auto", max_batch_models=AutoTuner.SCREEN_MODELS)
     small.evaluate(W[:8])
     assert small.tuning["screen_models"] is None and not small.tuning["dropped"]
+
+
+def test_tune_formulations_affine_head_and_pin_are_public():
+    """``tune_formulations`` restricts ``auto`` (timed even where it would not save work), the
+    prepared head is readable, and ``pin`` keeps its models per batch through ``set_affine_head``."""
+    task = get_task("digits-mlp")
+    man, Zq = _head_models(task, "pca", n=5)
+    code_fn, A, b = man.affine_head("cpu")
+    ev = BatchedEvaluator(task, "cpu", formulation="auto", tune_formulations=("factored",), threads=1)
+    assert ev.affine_head is None and ev.set_affine_head(A, b)
+    hd = ev.affine_head
+    assert (hd.K, hd.nbytes, hd.n_rest) == (2, ev.head_bytes(2), 32 * 10 + 10)
+    assert {c[0] for c in ev.candidates(codes=True)} == {"factored"}
+    loss, _ = ev.evaluate(codes=code_fn(torch.as_tensor(Zq, dtype=torch.float32)))
+    assert ev.formulation == "factored" and all(k.startswith("factored@") for k in ev.timings)
+    with pytest.raises(GlobscopeError, match="grouped formulation needs"):
+        BatchedEvaluator(task, "cpu", tune_formulations=("grouped",))
+    with pytest.raises(GlobscopeError, match="formulation='auto'"):
+        BatchedEvaluator(task, "cpu", formulation="vmap", tune_formulations=("vmap",))
+    free = BatchedEvaluator(task, "cpu", memory_budget=2 << 20)
+    before = free.batch_models
+    assert free.set_affine_head(A, b) and free.batch_models < before  # P takes its share of the budget
+    pinned = BatchedEvaluator(task, "cpu", memory_budget=2 << 20)
+    pinned.pin("factored", 1, 360, 256)
+    assert pinned.set_affine_head(A, b) and pinned.choice()["batch_models"] == 256
 
 
 def test_factored_memory_guard_and_applicability():
@@ -311,7 +337,7 @@ def test_grouped_equals_per_model_loop(task_fn, bn):
 
 
 def test_grouped_applicability_and_auto():
-    from globscope.landscape.evaluate import groupable
+    from globscope.landscape.evaluation import groupable
 
     assert groupable(get_task("fashion-cnn").make_model()) and not groupable(get_task("digits-mlp").make_model())
     assert not groupable(nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)))

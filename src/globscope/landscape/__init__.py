@@ -1,6 +1,6 @@
 """The loss-field engine: decode a latent grid, evaluate the real loss batched, resumably.
 
-Modules: ``grid`` (the latent grid), ``evaluate`` (batched evaluation of many weight vectors),
+Modules: ``grid`` (the latent grid), ``evaluation`` (batched evaluation of many weight vectors),
 ``batchnorm`` (statistics of decoded models), ``store`` (finished chunks on disk, resume),
 ``distributed`` (torchrun scale-out), ``driver`` (the whole run, ``landscape.vti``/``.json``).
 Core layer: no VTK, no ParaView. The landscape stage (:func:`globscope.stages.landscape`) is the
@@ -8,7 +8,7 @@ entry point for a manifold file.
 """
 
 from globscope.landscape.driver import compute_field, compute_landscape, write_fields
-from globscope.landscape.evaluate import BatchedEvaluator, resolve_device
+from globscope.landscape.evaluation import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
 from globscope.landscape.store import ChunkStore
 

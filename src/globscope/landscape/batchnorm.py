@@ -23,7 +23,6 @@ from globscope.errors import GlobscopeError
 from globscope.names import BN_MODES
 
 
-
 def batchnorm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of every BatchNorm layer of ``model``, in forward-definition order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

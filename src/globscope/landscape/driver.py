@@ -19,7 +19,7 @@ from globscope.fileio import hash_json, read_json, write_json
 from globscope.grid import Grid
 from globscope.landscape.batchnorm import stack_buffers
 from globscope.landscape.distributed import Context, context
-from globscope.landscape.evaluate import BatchedEvaluator, resolve_device
+from globscope.landscape.evaluation import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
 from globscope.landscape.store import ChunkStore
 from globscope.settings import LandscapeSettings
@@ -330,7 +330,6 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
             if pinned["codes"] and decode_codes is None:
                 log.warning("the stored run decoded latent points to codes of an affine head, which is not "
                             "available now; the resumed chunks may differ from the first run's in the last bits")
-            ev.batch_models = int(pinned["batch_models"])  # set_affine_head may have shrunk it
         else:
             decode_codes = make_code_decoder(manifold, ev, st.formulation)
         fields = compute_field(decode_codes or make_decoder(manifold, dev), ev, grid, Z, store, reference, ctx,

@@ -115,7 +115,7 @@ class Manifold:
         """The decoder as an affine map of a code: ``inverse_transform(z) == code_fn(z) @ A + b``.
 
         For the loss-field engine, which evaluates a network's first layer in code space (see
-        ``globscope.landscape.evaluate``).
+        ``globscope.landscape.evaluation``).
 
         Parameters
         ----------
