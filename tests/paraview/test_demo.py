@@ -42,6 +42,25 @@ def test_demo_reproduces_the_papers_checks(demo):
         assert (out / f).is_file(), f
 
 
+def test_state_and_picture_use_the_recorded_threshold(demo):
+    """The state (and the picture rendered from it) simplifies at the threshold summary.json
+    counts basins at: read from the bundle, not restated."""
+    import xml.etree.ElementTree as ET
+
+    from globscope.settings import TopologySettings
+
+    out, _ = demo
+    recorded = json.loads((out / "summary.json").read_text())["topology"]["settings"]
+    assert recorded == TopologySettings().to_dict()  # the demo runs with the defaults
+    values = {}
+    for px in ET.parse(out / "globscope.pvsm").iter("Proxy"):
+        if "Simplification" in px.get("type", ""):
+            for prop in px.iter("Property"):
+                if prop.get("name") in ("PersistenceThreshold", "ThresholdIsAbsolute"):
+                    values[prop.get("name")] = float(next(prop.iter("Element")).get("value"))
+    assert values == {"PersistenceThreshold": recorded["persistence"], "ThresholdIsAbsolute": recorded["absolute"]}
+
+
 def test_demo_png_shows_a_landscape(demo):
     out, _ = demo
     from vtkmodules.util.numpy_support import vtk_to_numpy

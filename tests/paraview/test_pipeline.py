@@ -54,6 +54,13 @@ land.Margin = 0.2
 land.UpdatePipeline()
 algo = land.GetClientSideObject().GetPythonObject() if hasattr(land.GetClientSideObject(), "GetPythonObject") else None
 out["engine"] = routing.detect()["engine"]
+# the proxies' defaults, as a new user meets them
+fresh = {{name: routing.create(name, [src]) for name, src in (("GlobscopeManifold", reader),
+         ("GlobscopeLossLandscape", man), ("GlobscopeTopologicalSimplification", land))}}
+out["defaults"] = {{n + "." + k: fresh[n].SMProxy.GetProperty(k).GetElement(0) for n, keys in (
+    ("GlobscopeManifold", ("Method", "LatentDimension", "Seed", "Epochs")),
+    ("GlobscopeLossLandscape", ("Resolution", "Margin", "Device", "BatchNormMode")),
+    ("GlobscopeTopologicalSimplification", ("PersistenceThreshold", "ThresholdIsAbsolute"))) for k in keys}}
 print("RESULT " + json.dumps(out))
 """
 
@@ -77,3 +84,16 @@ def test_whole_pipeline_in_pvpython(pv, digits_zoo):
     assert len(r["basin_ids"]) == 12 and all(0 <= i < r["arcs"] for i in r["basin_ids"])
     assert r["proj_points"] == 12 and {"field_loss", "field_log_loss"} <= set(r["proj_arrays"])
     assert r["engine"] in ("globscope", "ttk")
+    # every proxy default is the settings' default (saved states store the choices' codes)
+    from globscope.names import BN_MODES, DEVICES, MANIFOLD_METHODS
+    from globscope.settings import FitSettings, LandscapeSettings, TopologySettings
+
+    fit, land, topo = FitSettings(), LandscapeSettings(), TopologySettings()
+    assert r["defaults"] == {
+        "GlobscopeManifold.Method": MANIFOLD_METHODS.code(fit.method), "GlobscopeManifold.LatentDimension": fit.dim,
+        "GlobscopeManifold.Seed": fit.seed, "GlobscopeManifold.Epochs": 0,
+        "GlobscopeLossLandscape.Resolution": land.resolution, "GlobscopeLossLandscape.Margin": land.margin,
+        "GlobscopeLossLandscape.Device": DEVICES.code(land.device),
+        "GlobscopeLossLandscape.BatchNormMode": BN_MODES.code(land.bn),
+        "GlobscopeTopologicalSimplification.PersistenceThreshold": topo.persistence,
+        "GlobscopeTopologicalSimplification.ThresholdIsAbsolute": int(topo.absolute)}
