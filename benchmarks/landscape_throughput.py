@@ -95,45 +95,47 @@ def recompute_bn(model, x_cal):
 
 
 @torch.no_grad()
-def li_loop(task, W, x_cal):
-    """(a) loss-landscape's per-point evaluation: vector into the module, DataLoader of 128.
-
-    Returns the losses and the time of each model."""
+def per_model_loop(task, W, x_cal, loss_of):
+    """Each vector loaded into the module (BatchNorm statistics recomputed from ``x_cal`` when
+    given), then ``loss_of(model)``: the losses and the time of each model."""
     model = task.make_model().eval()
-    loader = DataLoader(TensorDataset(task.eval_data.x, task.eval_data.y), batch_size=128, shuffle=False)
     losses, times = [], []
     for w in W:
         t0 = time.perf_counter()
         model.load_state_dict(task.layout.unflatten(w), strict=False)
         if x_cal is not None:
             recompute_bn(model, x_cal)
+        losses.append(loss_of(model))
+        times.append(time.perf_counter() - t0)
+    return losses, times
+
+
+def li_loop(task, W, x_cal):
+    """(a) loss-landscape's per-point evaluation: vector into the module, DataLoader of 128."""
+    loader = DataLoader(TensorDataset(task.eval_data.x, task.eval_data.y), batch_size=128, shuffle=False)
+
+    def loss_of(model):
         total, correct, n = 0.0, 0, 0
         for xb, yb in loader:
             out = model(xb)
             total += F.cross_entropy(out, yb, reduction="sum").item()
             correct += (out.argmax(1) == yb).sum().item()
             n += len(yb)
-        losses.append(total / n)
-        times.append(time.perf_counter() - t0)
-    return losses, times
+        return total / n
+
+    return per_model_loop(task, W, x_cal, loss_of)
 
 
-@torch.no_grad()
 def best_loop(task, W, x_cal):
     """(b) the best per-model loop: vector into the module, one forward over the whole set."""
-    model = task.make_model().eval()
     x, y = task.eval_data.x, task.eval_data.y
-    losses, times = [], []
-    for w in W:
-        t0 = time.perf_counter()
-        model.load_state_dict(task.layout.unflatten(w), strict=False)
-        if x_cal is not None:
-            recompute_bn(model, x_cal)
+
+    def loss_of(model):
         out = model(x)
-        losses.append(float(F.cross_entropy(out, y)))
-        float((out.argmax(1) == y).float().mean())
-        times.append(time.perf_counter() - t0)
-    return losses, times
+        float((out.argmax(1) == y).float().mean())  # the accuracy, as (a) and the engine compute it
+        return float(F.cross_entropy(out, y))
+
+    return per_model_loop(task, W, x_cal, loss_of)
 
 
 def engine_batches(ev, W):

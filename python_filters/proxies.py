@@ -31,27 +31,65 @@ def _values(values):
     return smdomain.xml(f'<EnumerationDomain name="enum">{entries}</EnumerationDomain>')
 
 
-def _scalar_field(input_name="Input"):
-    """TTK's ``ScalarField`` property: a point scalar array of the input."""
-    return smproperty.xml(f"""
+def _scalar_field(base):
+    """TTK's ``ScalarField`` property (a point scalar array of the input) for a proxy of ``base``,
+    as a method to assign in the proxy's class body (ParaView reads the class's own members)."""
+    @smproperty.xml("""
         <StringVectorProperty name="ScalarField" label="Scalar Field" command="SetInputArrayToProcess"
                               element_types="0 0 0 0 2" number_of_elements="5" default_values="0">
           <ArrayListDomain name="array_list" attribute_type="Scalars" input_domain_name="input_array">
-            <RequiredProperties><Property name="{input_name}" function="Input"/></RequiredProperties>
+            <RequiredProperties><Property name="Input" function="Input"/></RequiredProperties>
           </ArrayListDomain>
           <Documentation>The scalar field (point data) to analyse.</Documentation>
         </StringVectorProperty>""")
+    def SetInputArrayToProcess(self, idx, port, connection, field, name):
+        return base.SetInputArrayToProcess(self, idx, port, connection, field, name)
+
+    return SetInputArrayToProcess
+
+
+def _file(base, method: str, name: str, extension: str, description: str, **attributes):
+    """A file-name property (with ParaView's file chooser) forwarding to ``base.<method>``, as a
+    method to assign in the proxy's class body."""
+    forward = getattr(base, method)
+
+    def setter(self, v):
+        return forward(self, v)
+
+    setter.__name__ = method  # ParaView takes the property's command from it, when decorating
+    setter = smhint.filechooser(extensions=extension, file_description=description)(setter)
+    setter = smdomain.filelist()(setter)
+    return smproperty.stringvector(name=name, default_values="", **attributes)(setter)
+
+
+def _filter(name: str, label: str, input_types, *then):
+    """A filter proxy in the Globscope menu whose port 0, ``Input``, takes ``input_types``; ``then``:
+    further class decorators (a second port), applied after it, innermost first."""
+    def declare(cls):
+        cls = smproperty.input(name="Input", port_index=0)(
+            smdomain.datatype(dataTypes=list(input_types), composite_data_supported=False)(cls))
+        for decorate in then:
+            cls = decorate(cls)
+        return smproxy.filter(name=name, label=label)(smhint.xml(MENU)(cls))
+    return declare
+
+
+def _second_input(name: str, data_type: str, optional: bool = False):
+    """Port 1 of a filter, ``name``, taking ``data_type`` (for :func:`_filter`'s ``then``)."""
+    def declare(cls):
+        if optional:
+            cls = smhint.xml("<Optional/>")(cls)
+        cls = smdomain.datatype(dataTypes=[data_type], composite_data_supported=False)(cls)
+        return smproperty.input(name=name, port_index=1)(cls)
+    return declare
 
 
 @smproxy.reader(name="GlobscopeCheckpointSetReader", label="Globscope Checkpoint Set Reader",
                 file_description="Globscope checkpoint set", filename_patterns="manifest.json")
 @smhint.xml(MENU)
 class GlobscopeCheckpointSetReader(A.CheckpointSetReader):
-    @smproperty.stringvector(name="FileName", panel_visibility="never")
-    @smdomain.filelist()
-    @smhint.filechooser(extensions="json", file_description="Globscope checkpoint set manifest")
-    def SetFileName(self, name):
-        return A.CheckpointSetReader.SetFileName(self, name)
+    SetFileName = _file(A.CheckpointSetReader, "SetFileName", "FileName", "json",
+                        "Globscope checkpoint set manifest", panel_visibility="never")
 
     @smproperty.stringvector(name="Variants", information_only="1")
     def GetVariants(self):
@@ -66,10 +104,7 @@ class GlobscopeCheckpointSetReader(A.CheckpointSetReader):
         return A.CheckpointSetReader.GetNumberOfCheckpoints(self)
 
 
-@smproxy.filter(name="GlobscopeManifold", label="Manifold")
-@smhint.xml(MENU)
-@smproperty.input(name="Input", port_index=0)
-@smdomain.datatype(dataTypes=["vtkTable"], composite_data_supported=False)
+@_filter("GlobscopeManifold", "Manifold", ["vtkTable"])
 class GlobscopeManifold(A.ManifoldFilter):
     @smproperty.intvector(name="Method", default_values=MANIFOLD_METHODS.code(FitSettings.method))
     @_enum(MANIFOLD_METHODS)
@@ -95,17 +130,10 @@ class GlobscopeManifold(A.ManifoldFilter):
     def SetTask(self, v):
         return A.ManifoldFilter.SetTask(self, v)
 
-    @smproperty.stringvector(name="ManifoldFile", default_values="")
-    @smdomain.filelist()
-    @smhint.filechooser(extensions="pt", file_description="Globscope manifold")
-    def SetManifoldFile(self, v):
-        return A.ManifoldFilter.SetManifoldFile(self, v)
+    SetManifoldFile = _file(A.ManifoldFilter, "SetManifoldFile", "ManifoldFile", "pt", "Globscope manifold")
 
 
-@smproxy.filter(name="GlobscopeLossLandscape", label="Loss Landscape")
-@smhint.xml(MENU)
-@smproperty.input(name="Input", port_index=0)
-@smdomain.datatype(dataTypes=["vtkPolyData"], composite_data_supported=False)
+@_filter("GlobscopeLossLandscape", "Loss Landscape", ["vtkPolyData"])
 class GlobscopeLossLandscape(A.LossLandscape):
     @smproperty.intvector(name="Resolution", default_values=LandscapeSettings.resolution)
     @smdomain.intrange(min=2, max=1024)
@@ -132,39 +160,21 @@ class GlobscopeLossLandscape(A.LossLandscape):
         return A.LossLandscape.SetBatchNormMode(self, v)
 
 
-@smproxy.filter(name="GlobscopeProjectModels", label="Project Models")
-@smhint.xml(MENU)
-@smproperty.input(name="Landscape", port_index=1)
-@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
-@smhint.xml("<Optional/>")
-@smproperty.input(name="Input", port_index=0)
-@smdomain.datatype(dataTypes=["vtkDataSet"], composite_data_supported=False)
+@_filter("GlobscopeProjectModels", "Project Models", ["vtkDataSet"],
+         _second_input("Landscape", "vtkImageData", optional=True))
 class GlobscopeProjectModels(A.ProjectModels):
-    @smproperty.stringvector(name="CheckpointSet", default_values="")
-    @smdomain.filelist()
-    @smhint.filechooser(extensions="json", file_description="Globscope checkpoint set manifest")
-    def SetCheckpointSet(self, v):
-        return A.ProjectModels.SetCheckpointSet(self, v)
+    SetCheckpointSet = _file(A.ProjectModels, "SetCheckpointSet", "CheckpointSet", "json",
+                             "Globscope checkpoint set manifest")
 
 
-@smproxy.filter(name="GlobscopePersistenceDiagram", label="Persistence Diagram (Globscope)")
-@smhint.xml(MENU)
-@smproperty.input(name="Input", port_index=0)
-@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+@_filter("GlobscopePersistenceDiagram", "Persistence Diagram (Globscope)", ["vtkImageData"])
 class GlobscopePersistenceDiagram(A.PersistenceDiagram):
-    @_scalar_field()
-    def SetInputArrayToProcess(self, idx, port, connection, field, name):
-        return A.PersistenceDiagram.SetInputArrayToProcess(self, idx, port, connection, field, name)
+    SetInputArrayToProcess = _scalar_field(A.PersistenceDiagram)
 
 
-@smproxy.filter(name="GlobscopeTopologicalSimplification", label="Topological Simplification (Globscope)")
-@smhint.xml(MENU)
-@smproperty.input(name="Input", port_index=0)
-@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+@_filter("GlobscopeTopologicalSimplification", "Topological Simplification (Globscope)", ["vtkImageData"])
 class GlobscopeTopologicalSimplification(A.TopologicalSimplification):
-    @_scalar_field()
-    def SetInputArrayToProcess(self, idx, port, connection, field, name):
-        return A.TopologicalSimplification.SetInputArrayToProcess(self, idx, port, connection, field, name)
+    SetInputArrayToProcess = _scalar_field(A.TopologicalSimplification)
 
     @smproperty.doublevector(name="PersistenceThreshold", default_values=TopologySettings.persistence)
     def SetPersistenceThreshold(self, v):
@@ -178,14 +188,9 @@ class GlobscopeTopologicalSimplification(A.TopologicalSimplification):
         return A.TopologicalSimplification.SetThresholdIsAbsolute(self, v)
 
 
-@smproxy.filter(name="GlobscopeMergeTree", label="Merge Tree (Globscope)")
-@smhint.xml(MENU)
-@smproperty.input(name="Input", port_index=0)
-@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+@_filter("GlobscopeMergeTree", "Merge Tree (Globscope)", ["vtkImageData"])
 class GlobscopeMergeTree(A.MergeTree):
-    @_scalar_field()
-    def SetInputArrayToProcess(self, idx, port, connection, field, name):
-        return A.MergeTree.SetInputArrayToProcess(self, idx, port, connection, field, name)
+    SetInputArrayToProcess = _scalar_field(A.MergeTree)
 
     @smproperty.intvector(name="TreeType", default_values=0)
     @smdomain.xml('<EnumerationDomain name="enum"><Entry value="0" text="Join Tree"/></EnumerationDomain>')
@@ -195,12 +200,7 @@ class GlobscopeMergeTree(A.MergeTree):
             raise ValueError("the Globscope merge tree computes the join tree only (TreeType 0)")
 
 
-@smproxy.filter(name="GlobscopeBasins", label="Basins")
-@smhint.xml(MENU)
-@smproperty.input(name="Segmentation", port_index=1)
-@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
-@smproperty.input(name="Input", port_index=0)
-@smdomain.datatype(dataTypes=["vtkPointSet"], composite_data_supported=False)
+@_filter("GlobscopeBasins", "Basins", ["vtkPointSet"], _second_input("Segmentation", "vtkImageData"))
 class GlobscopeBasins(A.Basins):
     pass
 

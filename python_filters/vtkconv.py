@@ -110,17 +110,27 @@ def points3(P) -> np.ndarray:
     return out
 
 
+def _points(points) -> vtkPoints:
+    pts = vtkPoints()
+    pts.SetData(ns.numpy_to_vtk(np.ascontiguousarray(points3(points)), deep=True))
+    return pts
+
+
+def _add_attributes(ds, point_data: dict | None, cell_data: dict | None, field_data: dict | None):
+    add_arrays(ds.GetPointData(), point_data or {})
+    add_arrays(ds.GetCellData(), cell_data or {})
+    add_arrays(ds.GetFieldData(), field_data or {})
+    return ds
+
+
 def poly_data(points, point_data: dict | None = None, lines=(), verts: bool = True,
               field_data: dict | None = None, cell_data: dict | None = None) -> vtkPolyData:
     """vtkPolyData: points (N, <=3), optional one vertex cell per point, polylines (index lists)."""
-    P = points3(points)
-    pts = vtkPoints()
-    pts.SetData(ns.numpy_to_vtk(np.ascontiguousarray(P), deep=True))
     pd = vtkPolyData()
-    pd.SetPoints(pts)
+    pd.SetPoints(_points(points))
     if verts:
         ca = vtkCellArray()
-        for i in range(len(P)):
+        for i in range(pd.GetNumberOfPoints()):
             ca.InsertNextCell(1)
             ca.InsertCellPoint(i)
         pd.SetVerts(ca)
@@ -131,28 +141,19 @@ def poly_data(points, point_data: dict | None = None, lines=(), verts: bool = Tr
             for i in line:
                 la.InsertCellPoint(int(i))
         pd.SetLines(la)
-    add_arrays(pd.GetPointData(), point_data or {})
-    add_arrays(pd.GetCellData(), cell_data or {})
-    add_arrays(pd.GetFieldData(), field_data or {})
-    return pd
+    return _add_attributes(pd, point_data, cell_data, field_data)
 
 
 def unstructured_grid(points, cells, cell_type, point_data: dict | None = None,
                       cell_data: dict | None = None, field_data: dict | None = None) -> vtkUnstructuredGrid:
     """vtkUnstructuredGrid with cells of one type (``cells``: (n_cells, k) index array)."""
-    P = points3(points)
-    pts = vtkPoints()
-    pts.SetData(ns.numpy_to_vtk(np.ascontiguousarray(P), deep=True))
     ug = vtkUnstructuredGrid()
-    ug.SetPoints(pts)
+    ug.SetPoints(_points(points))
     cells = np.asarray(cells, dtype=np.int64).reshape(len(cells), -1) if len(cells) else np.zeros((0, 1), np.int64)
     ug.Allocate(len(cells))
     for c in cells:
         ug.InsertNextCell(cell_type, len(c), [int(i) for i in c])
-    add_arrays(ug.GetPointData(), point_data or {})
-    add_arrays(ug.GetCellData(), cell_data or {})
-    add_arrays(ug.GetFieldData(), field_data or {})
-    return ug
+    return _add_attributes(ug, point_data, cell_data, field_data)
 
 
 def table(columns: dict, field_data: dict | None = None) -> vtkTable:

@@ -34,14 +34,21 @@ def test_vtk_point_order_is_x_fastest():
     np.testing.assert_array_equal(vc.image_field(img, "f"), F)
 
 
-def test_pipeline_reader_manifold_landscape_cache(A, digits_zoo):
-    from python_filters import vtkconv as vc
-
+def _pca_models(A, zoo):
+    """Reader → Manifold (PCA) on ``zoo``; both returned (the pipeline keeps Python algorithms alive
+    only while they are referenced)."""
     r = A.CheckpointSetReader()
-    r.SetFileName(str(digits_zoo.root))
+    r.SetFileName(str(zoo.root))
     m = A.ManifoldFilter()
     m.SetInputConnection(r.GetOutputPort())
     m.SetMethod("pca")
+    return r, m
+
+
+def test_pipeline_reader_manifold_landscape_cache(A, digits_zoo):
+    from python_filters import vtkconv as vc
+
+    r, m = _pca_models(A, digits_zoo)
     m.Update()
     pts = m.GetOutputDataObject(0)
     assert r.GetVariants() == ["A", "B", "C"] and pts.GetNumberOfPoints() == 12 and pts.GetNumberOfLines() == 3
@@ -65,11 +72,7 @@ def test_pipeline_reader_manifold_landscape_cache(A, digits_zoo):
 
 
 def test_abort_stops_the_landscape(A, digits_zoo):
-    r = A.CheckpointSetReader()
-    r.SetFileName(str(digits_zoo.root))
-    m = A.ManifoldFilter()
-    m.SetInputConnection(r.GetOutputPort())
-    m.SetMethod("pca")
+    r, m = _pca_models(A, digits_zoo)
     L = A.LossLandscape()
     L.SetInputConnection(m.GetOutputPort())
     L.SetResolution(40)
@@ -295,11 +298,7 @@ def test_project_models_on_an_image_whose_extent_does_not_start_at_0(A, digits_z
 
     from python_filters import vtkconv as vc
 
-    r = A.CheckpointSetReader()
-    r.SetFileName(str(digits_zoo.root))
-    m = A.ManifoldFilter()
-    m.SetInputConnection(r.GetOutputPort())
-    m.SetMethod("pca")
+    r, m = _pca_models(A, digits_zoo)
     m.Update()
     Z = vc.point_coords(m.GetOutputDataObject(0))[:, :2]
     lo, hi = Z.min(0), Z.max(0)

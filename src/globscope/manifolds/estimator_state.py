@@ -29,23 +29,14 @@ import torch
 
 KIND = "__kind__"
 
-# name in the file -> (module, attribute); only these classes are ever constructed on load
-ESTIMATORS = {
-    "sklearn.decomposition.PCA": ("sklearn.decomposition", "PCA"),
-    "sklearn.decomposition.KernelPCA": ("sklearn.decomposition", "KernelPCA"),
-    "sklearn.preprocessing.KernelCenterer": ("sklearn.preprocessing", "KernelCenterer"),
-    "umap.UMAP": ("umap", "UMAP"),
-    "pynndescent.NNDescent": ("pynndescent", "NNDescent"),
-}
+# the only classes ever constructed on load, by "module.attribute"
+ESTIMATORS = frozenset({"sklearn.decomposition.PCA", "sklearn.decomposition.KernelPCA",
+                        "sklearn.preprocessing.KernelCenterer", "umap.UMAP", "pynndescent.NNDescent"})
 
-# tables of named numba distance functions UMAP picks its distance functions from
-FUNCTION_TABLES = {
-    "umap.distances.named_distances": ("umap.distances", "named_distances"),
-    "umap.distances.named_distances_with_gradients": ("umap.distances", "named_distances_with_gradients"),
-    "umap.sparse.sparse_named_distances": ("umap.sparse", "sparse_named_distances"),
-    "pynndescent.distances.named_distances": ("pynndescent.distances", "named_distances"),
-    "pynndescent.sparse.sparse_named_distances": ("pynndescent.sparse", "sparse_named_distances"),
-}
+# tables of named numba distance functions UMAP picks its distance functions from, by "module.attribute"
+FUNCTION_TABLES = frozenset({"umap.distances.named_distances", "umap.distances.named_distances_with_gradients",
+                             "umap.sparse.sparse_named_distances", "pynndescent.distances.named_distances",
+                             "pynndescent.sparse.sparse_named_distances"})
 
 # NNDescent attributes that are compiled closures or caches; its __setstate__ derives them again
 # from the metric and the stored arrays (its own __getstate__ drops some of them for that reason)
@@ -60,9 +51,11 @@ class StateError(ValueError):
     """A value that cannot be stored without pickle, or a stored state that does not decode."""
 
 
-def _resolve(table: dict, name: str, *, load: bool):
-    """The object ``table[name]`` names; with ``load=False`` only if its module is already imported."""
-    module, attr = table[name]
+def _resolve(table, name: str, *, load: bool):
+    """The object the allow-listed ``name`` ("module.attribute") names; with ``load=False`` only if
+    its module is already imported."""
+    assert name in table
+    module, _, attr = name.rpartition(".")
     mod = importlib.import_module(module) if load else sys.modules.get(module)
     return getattr(mod, attr, None) if mod is not None else None
 

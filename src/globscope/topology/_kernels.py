@@ -103,42 +103,37 @@ def join_sweep(rank, verts, dims, strides, offs):
                 if not dup:
                     roots[nr] = r
                     nr += 1
-        if nr == 0:
-            # minimum: new component, new node, new arc
-            parent[v] = v
-            cmin[v] = v
-            node_vertex[n_nodes] = v
-            arc_down[n_arcs] = n_nodes
-            carc[v] = n_arcs
-            seg[v] = n_arcs
-            n_nodes += 1
-            n_arcs += 1
-        elif nr == 1:
+        if nr == 1:  # regular: v joins the component below it
             r = roots[0]
             parent[v] = r
             seg[v] = carc[r]
-        else:
-            # join saddle: the component with the oldest minimum survives (elder rule)
-            best = roots[0]
+            continue
+        if nr == 0:  # minimum: a new component
+            parent[v] = v
+            cmin[v] = v
+            owner = v
+        else:  # join saddle: the component with the oldest minimum survives (elder rule)
+            owner = roots[0]
             for q in range(1, nr):
-                if rank[cmin[roots[q]]] < rank[cmin[best]]:
-                    best = roots[q]
-            node_vertex[n_nodes] = v
+                if rank[cmin[roots[q]]] < rank[cmin[owner]]:
+                    owner = roots[q]
             for q in range(nr):
                 r = roots[q]
-                arc_up[carc[r]] = n_nodes
-                if r != best:
+                arc_up[carc[r]] = n_nodes  # the arcs below end at v's node
+                if r != owner:
                     pb[n_pairs] = cmin[r]
                     pd[n_pairs] = v
-                    pe[n_pairs] = cmin[best]
+                    pe[n_pairs] = cmin[owner]
                     n_pairs += 1
-                    parent[r] = best
-            parent[v] = best
-            arc_down[n_arcs] = n_nodes
-            carc[best] = n_arcs
-            seg[v] = n_arcs
-            n_nodes += 1
-            n_arcs += 1
+                    parent[r] = owner
+            parent[v] = owner
+        # either way v is a node, and the arc above it starts there
+        node_vertex[n_nodes] = v
+        arc_down[n_arcs] = n_nodes
+        carc[owner] = n_arcs
+        seg[v] = n_arcs
+        n_nodes += 1
+        n_arcs += 1
     # one root per connected component, placed on its maximum (the last vertex of it)
     comp_root = np.full(N, -1, dtype=np.int64)
     comp_max_v = np.empty(N, dtype=np.int64)
