@@ -11,7 +11,7 @@ and ``usercustomize.py`` do).
 
 from paraview.util.vtkAlgorithm import smdomain, smhint, smproperty, smproxy
 
-from globscope.names import BN_MODES, DEVICES, IMAGE_DIMS, MANIFOLD_METHODS, Choices
+from globscope.names import BN_MODES, DEVICES, IMAGE_DIMS, MANIFOLD_METHODS, Choices, TreeType
 from globscope.settings import FitSettings, LandscapeSettings, TopologySettings
 from python_filters import CATEGORY
 from python_filters import algorithms as A
@@ -192,12 +192,13 @@ class GlobscopeTopologicalSimplification(A.TopologicalSimplification):
 class GlobscopeMergeTree(A.MergeTree):
     SetInputArrayToProcess = _scalar_field(A.MergeTree)
 
-    @smproperty.intvector(name="TreeType", default_values=0)
-    @smdomain.xml('<EnumerationDomain name="enum"><Entry value="0" text="Join Tree"/></EnumerationDomain>')
+    @smproperty.intvector(name="TreeType", default_values=int(TreeType.JOIN))
+    @smdomain.xml(f'<EnumerationDomain name="enum"><Entry value="{int(TreeType.JOIN)}" text="Join Tree"/>'
+                  '</EnumerationDomain>')
     def SetTreeType(self, v):
         """Only the join tree (merge tree of sublevel sets): basins of a loss."""
-        if int(v) != 0:
-            raise ValueError("the Globscope merge tree computes the join tree only (TreeType 0)")
+        if int(v) != TreeType.JOIN:
+            raise ValueError(f"the Globscope merge tree computes the join tree only (TreeType {int(TreeType.JOIN)})")
 
 
 @_filter("GlobscopeBasins", "Basins", ["vtkPointSet"], _second_input("Segmentation", "vtkImageData"))

@@ -13,6 +13,7 @@ Needs a ParaView session (``paraview.simple``); importing this module does not l
 from __future__ import annotations
 
 from globscope.environment import get as env_get
+from globscope.names import TreeType
 
 MERGE_TREE_PROXIES = ("TTKMergeTree", "TTKMergeandContourTreeFTM")
 REQUIRED = ("TTKPersistenceDiagram", "TTKTopologicalSimplificationByPersistence")
@@ -128,11 +129,11 @@ def merge_tree(source, array: str, name: str | None = None):
     if info["engine"] == "ttk":
         px = create(info["merge_tree_proxy"], [source], registration_name=name)
         _set_array(px, ("ScalarField", "InputArray"), array)
-        px.SetPropertyWithName("TreeType", 0)  # Join Tree
+        px.SetPropertyWithName("TreeType", int(TreeType.JOIN))
         return px
     px = create("GlobscopeMergeTree", [source], registration_name=name)
     _set_array(px, ("ScalarField",), array)
-    px.TreeType = 0
+    px.TreeType = int(TreeType.JOIN)
     return px
 
 

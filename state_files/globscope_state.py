@@ -33,6 +33,7 @@ globscope_entry.setup()
 import globscope_pv_compat  # noqa: E402
 from paraview import simple  # noqa: E402
 
+from globscope import names as N  # noqa: E402
 from globscope.settings import RenderSettings, TopologySettings  # noqa: E402
 
 LANDSCAPE_VIEW = "Landscape"
@@ -269,8 +270,8 @@ def build_landscape(bundle, size=RenderSettings.size):
     nodes = simple.OutputPort(tree, 0)
     arcs = simple.OutputPort(tree, 1)
     if not is3d:
-        nodes = _warp(nodes, "Scalar", scale, "Merge tree nodes", lift)
-        arcs = _warp(arcs, "Scalar", scale, "Merge tree arcs", lift)
+        nodes = _warp(nodes, N.SCALAR, scale, "Merge tree nodes", lift)
+        arcs = _warp(arcs, N.SCALAR, scale, "Merge tree arcs", lift)
     nd = simple.Show(nodes, view)
     simple.ColorBy(nd, ("POINTS", None))
     nd.AmbientColor = nd.DiffuseColor = [1.0, 1.0, 1.0]
@@ -287,7 +288,7 @@ def build_landscape(bundle, size=RenderSettings.size):
 
     dview.InteractionMode = "2D"
     dd = simple.Show(diagram, dview)
-    simple.ColorBy(dd, ("CELLS", "Persistence"))
+    simple.ColorBy(dd, ("CELLS", N.PERSISTENCE))
     dd.RenderPointsAsSpheres = 1
     dd.PointSize = 8.0
     dd.LineWidth = 2.0

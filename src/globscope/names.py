@@ -43,6 +43,14 @@ class PairType(IntEnum):
     SADDLE_MAXIMUM = 2
 
 
+class TreeType(IntEnum):
+    """TTK FTM's ``TreeType`` (the merge tree filter's choice)."""
+
+    JOIN = 0  # merge tree of the sublevel sets: leaves are the minima (basins of a loss)
+    SPLIT = 1
+    CONTOUR = 2
+
+
 # TTK's array names
 VERTEX_SCALAR_FIELD = "ttkVertexScalarField"
 CRITICAL_TYPE = "CriticalType"
@@ -120,7 +128,7 @@ FORMULATIONS = ("auto", "stacked", "vmap", "loop", "factored", "grouped")
 LATENT_DIMS = (2, 3, 4)
 IMAGE_DIMS = (2, 3)
 
-__all__ = ["CriticalType", "RegionType", "PairType", "Choices", "MANIFOLD_METHODS", "BN_MODES", "DEVICES",
+__all__ = ["CriticalType", "RegionType", "PairType", "TreeType", "Choices", "MANIFOLD_METHODS", "BN_MODES", "DEVICES",
            "FORMULATIONS", "LATENT_DIMS", "IMAGE_DIMS", "order_array", "VERTEX_SCALAR_FIELD", "CRITICAL_TYPE",
            "PAIR_IDENTIFIER", "PAIR_TYPE", "PERSISTENCE", "BIRTH", "DEATH", "IS_FINITE", "NODE_ID", "VERTEX_ID",
            "SCALAR", "UP_NODE_ID", "DOWN_NODE_ID", "SEGMENTATION_ID", "REGION_SIZE", "REGION_TYPE"]
