@@ -54,7 +54,7 @@ from globscope.tasks import get_task
 
 # models evaluated by (a), (b), (c), (d) per task
 COUNTS = {"digits-mlp": (24, 96, 6144, 6144), "fashion-mlp": (9, 24, 768, 3072), "fashion-cnn": (6, 6, 48, 0)}
-CALIBRATION = 256
+CALIBRATION = LandscapeSettings.calibration_size
 AE_EPOCHS = 20
 
 
@@ -67,7 +67,7 @@ def decoded_weights(task, n: int, seed: int = 0, method: str = "autoencoder"):
     man = make_manifold(method, 2, **params).fit(W0)
     Z = man.transform(W0)
     side = int(np.ceil(np.sqrt(n)))
-    grid = LatentGrid.around(Z, side, 0.1)
+    grid = LatentGrid.around(Z, side, LandscapeSettings.margin)
     pts = grid.points(0, n)
     return torch.from_numpy(man.inverse_transform(pts)), man, Z, W0, pts
 
@@ -274,7 +274,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rss_scaling(sizes=(64, 128, 256), chunk_points: int = 1024) -> list[dict]:
+def rss_scaling(sizes=(64, 128, 256), chunk_points: int = LandscapeSettings.chunk_points) -> list[dict]:
     rows = []
     for r in sizes:
         out = subprocess.run([sys.executable, __file__, "--rss-child", str(r), "--chunk-points", str(chunk_points)],
@@ -291,7 +291,7 @@ def main():
     p.add_argument("--manifold", choices=["autoencoder", "pca"], default="autoencoder",
                    help="the manifold that decodes the models (its affine head feeds (d))")
     p.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--chunk-points", type=int, default=1024)
+    p.add_argument("--chunk-points", type=int, default=LandscapeSettings.chunk_points)
     a = p.parse_args()
     if a.rss_child:
         rss_child(a.rss_child, a.chunk_points)

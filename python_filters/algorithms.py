@@ -229,17 +229,11 @@ def model_points(cs, Z, errors, **field_strings) -> vtkPolyData:
     return pd
 
 
-def manifold_for(models, settings: FitSettings, manifold_file: str = "", progress=None):
-    """A manifold for the models: loaded from ``manifold_file`` when given, else fitted with
-    ``settings`` into Globscope's cache (a fit with the same inputs and settings is loaded).
-
-    Returns (manifold, path of its file).
-    """
+def fitted_manifold(models, settings: FitSettings, progress=None):
+    """A manifold of the models fitted with ``settings`` into Globscope's cache (a fit with the same
+    inputs and settings is loaded instead). Returns (manifold, path of its file)."""
     from globscope.manifolds import FORMAT_VERSION, load_manifold
 
-    if manifold_file:
-        path = Path(manifold_file).expanduser().resolve()
-        return load_manifold(path), path
     key = _hash(["manifold", FORMAT_VERSION, models.cs.fingerprint(), models.task_name, settings.to_dict()])
     path = cache_dir() / f"manifold-{key}.pt"
     if path.is_file():
@@ -287,22 +281,13 @@ class ManifoldFilter(GlobscopeAlgorithm):
             return read_manifold_info(self.manifold_file).dim
         return self.settings.dim
 
-    def _task(self, tab) -> str | None:
-        if self.task:
-            return self.task
-        if self.manifold_file:
-            from globscope.manifolds import read_manifold_info
-
-            return (read_manifold_info(self.manifold_file).meta or {}).get("task") or None
-        return None
-
     def execute(self, inInfo, outInfo):
         tab = vtkTable.GetData(inInfo[0].GetInformationObject(0))
         cs_path = vc.field_string(tab, "checkpoint_set")
         if not cs_path:
             raise GlobscopeError("the input is not a Globscope checkpoint set (no checkpoint_set field data)")
         cs = stages.open_set(cs_path)
-        task = self._task(tab)
+        task = self.task or None
         if self.manifold_file:
             # a given file decides everything: its content (stamp), not the fit-only settings
             key = ("manifold", cs.fingerprint(), task) + _file_stamp(self.manifold_file)
@@ -310,8 +295,15 @@ class ManifoldFilter(GlobscopeAlgorithm):
             key = ("manifold", cs.fingerprint(), task, self.settings)
 
         def compute():
-            models = stages.load_models(cs, task, progress=self._progress(0.0, 0.1))
-            man, path = manifold_for(models, self.settings, self.manifold_file, progress=self._progress(0.1, 0.9))
+            from globscope.manifolds import load_manifold
+
+            if self.manifold_file:
+                path = Path(self.manifold_file).expanduser().resolve()
+                man = load_manifold(path)
+                models = stages.models_for(man, cs, task, path, progress=self._progress(0.0, 0.9))
+            else:
+                models = stages.load_models(cs, task, progress=self._progress(0.0, 0.1))
+                man, path = fitted_manifold(models, self.settings, progress=self._progress(0.1, 0.9))
             Z, errors = stages.project(man, models)
             return model_points(cs, Z, errors, manifold_file=str(path), checkpoint_set=str(cs.root.resolve()),
                                 task=models.task_name or "", method=man.method)
@@ -389,19 +381,23 @@ class LossLandscape(GlobscopeAlgorithm):
         from vtkmodules.vtkIOXML import vtkXMLImageDataReader
 
         from globscope.fileio import hash_file
+        from globscope.manifolds import read_manifold_info
 
         src = vtkDataObject.GetData(inInfo[0].GetInformationObject(0))
         mpath = _manifold_of(src)
         key = ("landscape",) + _file_stamp(mpath) + (self.settings, self.task)
+        dim = read_manifold_info(mpath).dim
+        if dim not in N.IMAGE_DIMS:  # said before the work, not after
+            raise GlobscopeError(f"{mpath}: the landscape of a {dim}-D manifold is not one image (ParaView shows "
+                                 f"latent dimensions {' and '.join(map(str, N.IMAGE_DIMS))}; use `globscope "
+                                 "landscape` for d = 4)")
 
         def compute():
-            folder = cache_dir() / f"landscape-{_hash([hash_file(mpath), self.settings.to_dict(), self.task])}"
-            summary = stages.landscape(mpath, folder, self.settings, task=self.task or None,
+            manifold_id = hash_file(mpath)
+            folder = cache_dir() / f"landscape-{_hash([manifold_id, self.settings.to_dict(), self.task])}"
+            summary = stages.landscape(mpath, folder, self.settings, task=self.task or None, manifold_id=manifold_id,
                                        progress=self._progress(0.0, 0.95), should_abort=self._should_abort)
             vti = folder / "landscape.vti"
-            if not vti.is_file():
-                raise GlobscopeError(f"the landscape of a {summary.get('latent_dim')}-D manifold is not one image "
-                                     f"(ParaView shows latent dimensions {' and '.join(map(str, N.IMAGE_DIMS))})")
             r = vtkXMLImageDataReader()
             r.SetFileName(str(vti))
             r.Update()
@@ -564,9 +560,6 @@ class MergeTree(_TopologyFilter):
 
 
 # -- models on an existing manifold ---------------------------------------------------------------
-LANDSCAPE_ARRAYS = ("loss", "log_loss", "accuracy")
-
-
 class ProjectModels(GlobscopeAlgorithm):
     """Encode another checkpoint set (a curve, re-basined models) onto an existing manifold.
 
@@ -604,7 +597,7 @@ class ProjectModels(GlobscopeAlgorithm):
 
         def compute():
             man = load_manifold(mpath)
-            models = stages.load_models(cs, (man.meta_ or {}).get("task"), progress=self._progress(0.0, 0.6))
+            models = stages.models_for(man, cs, where=mpath, progress=self._progress(0.0, 0.6))
             return models, stages.project(man, models)
 
         models, (Z, errors) = self._cached(key, compute)
@@ -612,7 +605,7 @@ class ProjectModels(GlobscopeAlgorithm):
                           task=models.task_name or "")
         if isinstance(land, vtkImageData):
             grid = vc.image_grid(land)
-            for name in LANDSCAPE_ARRAYS:
+            for name in (N.LOSS, N.LOG_LOSS, N.ACCURACY):
                 if land.GetPointData().GetArray(name) is not None and Z.shape[1] == grid.dim:
                     values = grid.interpolate(vc.image_field(land, name), Z, outside="nan")
                     pd.GetPointData().AddArray(vc.to_vtk_array(f"field_{name}", values))
@@ -661,4 +654,4 @@ class Basins(GlobscopeAlgorithm):
 
 __all__ = ["CheckpointSetReader", "ManifoldFilter", "LossLandscape", "PersistenceDiagram",
            "TopologicalSimplification", "MergeTree", "ProjectModels", "Basins", "diagram", "model_points",
-           "manifold_for"]
+           "fitted_manifold"]

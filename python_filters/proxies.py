@@ -11,6 +11,7 @@ and ``usercustomize.py`` do).
 
 from paraview.util.vtkAlgorithm import smdomain, smhint, smproperty, smproxy
 
+from globscope.errors import GlobscopeError
 from globscope.names import BN_MODES, DEVICES, IMAGE_DIMS, MANIFOLD_METHODS, Choices, TreeType
 from globscope.settings import FitSettings, LandscapeSettings, TopologySettings
 from python_filters import CATEGORY
@@ -198,7 +199,8 @@ class GlobscopeMergeTree(A.MergeTree):
     def SetTreeType(self, v):
         """Only the join tree (merge tree of sublevel sets): basins of a loss."""
         if int(v) != TreeType.JOIN:
-            raise ValueError(f"the Globscope merge tree computes the join tree only (TreeType {int(TreeType.JOIN)})")
+            raise GlobscopeError(f"the Globscope merge tree computes the join tree only (TreeType "
+                                 f"{int(TreeType.JOIN)})")
 
 
 @_filter("GlobscopeBasins", "Basins", ["vtkPointSet"], _second_input("Segmentation", "vtkImageData"))

@@ -34,10 +34,11 @@ import globscope_pv_compat  # noqa: E402
 from paraview import simple  # noqa: E402
 
 from globscope import names as N  # noqa: E402
-from globscope.settings import RenderSettings, TopologySettings  # noqa: E402
+from globscope.settings import RenderSettings  # noqa: E402
+from globscope.stages import recorded_topology_settings  # noqa: E402
 
 LANDSCAPE_VIEW = "Landscape"
-ARRAY_TITLES = {"log_loss": "log10 loss", "loss": "loss", "accuracy": "accuracy"}
+ARRAY_TITLES = {N.LOG_LOSS: "log10 loss", N.LOSS: "loss", N.ACCURACY: "accuracy"}
 DIAGRAM_VIEW = "Persistence Diagram"
 _loaded = {}
 
@@ -155,7 +156,7 @@ def build_landscape(bundle, size=RenderSettings.size):
 
     The "Globscope" layout holds the landscape view (left, 70 %) and the persistence diagram
     view (right). The shown field is the array the bundle's topology was computed on, simplified
-    at the threshold it records (:meth:`TopologySettings.of_bundle`): the picture shows the basins
+    at the threshold it records (:func:`globscope.stages.recorded_topology_settings`): the picture shows the basins
     ``summary.json`` counts."""
     from python_filters import ttk as routing
 
@@ -187,7 +188,7 @@ def build_landscape(bundle, size=RenderSettings.size):
     dims = land.GetDataInformation().GetExtent()
     is3d = dims[5] > dims[4]
     b = land.GetDataInformation().GetBounds()
-    topo = TopologySettings.of_bundle(bundle)
+    topo = recorded_topology_settings(bundle)
     array = topo.array
     lo, hi = _finite_range(land, array)
     extent = max(b[1] - b[0], b[3] - b[2])
@@ -294,7 +295,7 @@ def build_landscape(bundle, size=RenderSettings.size):
     dd.LineWidth = 2.0
     dd.SetScalarBarVisibility(dview, False)
     dview.AxesGrid.Visibility = 1
-    dview.AxesGrid.XTitle = "birth (log10 loss)"
+    dview.AxesGrid.XTitle = f"birth ({ARRAY_TITLES.get(array, array)})"
     dview.AxesGrid.YTitle = "death"
     for axis in ("X", "Y"):
         setattr(dview.AxesGrid, axis + "TitleColor", [0.1, 0.1, 0.1])

@@ -22,7 +22,8 @@ import sys
 COMPAT = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = os.path.dirname(COMPAT)
 PLUGIN_FILE = os.path.join(PLUGIN, "GlobscopePlugin.py")
-# python_filters and state_files sit beside the plugin folder (checkout) or inside it (install)
+# python_filters and state_files sit beside the plugin folder (checkout) or inside it (install);
+# globscope.environment.paraview_side() knows the same two layouts, from the installed package's side
 ROOT = os.path.dirname(PLUGIN) if os.path.isdir(os.path.join(os.path.dirname(PLUGIN), "python_filters")) else PLUGIN
 STATES = os.path.join(ROOT, "state_files")
 

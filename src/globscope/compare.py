@@ -57,10 +57,18 @@ def write_table(rows: list[dict], out_csv, out_json=None) -> None:
         write_json(out_json, {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in rows})
 
 
-def per_model_error(manifold, W) -> np.ndarray:
-    """Reconstruction MSE of each model, shape (N,)."""
+def per_model_error(manifold, W, Z=None) -> np.ndarray:
+    """Reconstruction MSE of each model, shape (N,).
+
+    Parameters
+    ----------
+    W : array of shape (N, D)
+    Z : array of shape (N, d), optional
+        ``manifold.transform(W)`` when already at hand (encoding can be costly: UMAP optimises).
+    """
     W = np.asarray(W, dtype=np.float32)
-    return np.mean((manifold.inverse_transform(manifold.transform(W)).astype(np.float64) - W) ** 2, axis=1)
+    Z = manifold.transform(W) if Z is None else Z
+    return np.mean((manifold.inverse_transform(Z).astype(np.float64) - W) ** 2, axis=1)
 
 
 __all__ = ["compare", "format_table", "write_table", "per_model_error"]

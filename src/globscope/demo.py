@@ -64,7 +64,8 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
     n_points = ls.n_points(settings.fit.dim)
 
     def land():
-        s = stages.landscape(root / "manifold.pt", root, ls, progress=bar(f"loss landscape, {n_points} points"))
+        s = stages.landscape_of(man, models, root, ls, Z=Z, manifold_path=root / "manifold.pt",
+                                manifold_id=inputs["manifold"], progress=bar(f"loss landscape, {n_points} points"))
         fid = s.get("fidelity", {}).get("field_vs_direct", {})
         return {"n_points": s["n_points"], "shape": s["grid"]["shape"], "files": s["files"] + ["landscape.json"],
                 "points_per_second": s["points_per_second"], "eval_seconds": s["eval_seconds"],
@@ -78,10 +79,11 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
 
     land_file = root / land_files[0]
     ts = settings.topology
+    topo = root / stages.TOPOLOGY
     topology = b.stage("topology", {"landscape": hash_file(land_file), **ts.to_dict()},
-                       ["topology/topology.json", "topology/merge_tree_nodes.csv", "topology/persistence_pairs.csv"],
-                       lambda: stages.topology(land_file, root / "topology", ts, progress=bar("topology")))
-    basins = stages.final_model_basins(root / "topology", Z, cs)
+                       [f"{stages.TOPOLOGY}/{f}" for f in (stages.TOPOLOGY_JSON, "merge_tree_nodes.csv")],
+                       lambda: stages.topology(land_file, topo, ts, progress=bar("topology")))
+    basins = stages.final_model_basins(topo, Z, cs)
 
     render = {}
     if settings.fit.dim <= 3 and settings.with_render:
@@ -96,7 +98,7 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
             return {"png": "landscape.png", "state": "globscope.pvsm"}
 
         render = b.stage("render", {"landscape": hash_file(land_file),
-                                    "topology": hash_file(root / "topology" / "topology.json"),
+                                    "topology": hash_file(topo / stages.TOPOLOGY_JSON),
                                     "state": hash_file(state_script()),
                                     **settings.render.to_dict()},
                          ["landscape.png", "globscope.pvsm"], draw)

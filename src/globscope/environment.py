@@ -102,7 +102,8 @@ class ParaViewSide:
 def paraview_side() -> ParaViewSide:
     """Locate the ParaView side: the variables above override; else the folders beside the installed
     ``python_filters`` package, as a source checkout (``plugin/``, ``state_files/``) or the CMake
-    install (the plugin folder itself, ``state_files/``) lays them out."""
+    install (the plugin folder itself, ``state_files/``) lays them out (the same two layouts
+    ``plugin/compat/globscope_entry.py`` knows from inside ParaView)."""
     filters_root = package_root("python_filters")
     core_root = package_root("globscope")
     plugin = get("GLOBSCOPE_PLUGIN_DIR")

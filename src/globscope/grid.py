@@ -53,10 +53,16 @@ def to_field(values, shape) -> np.ndarray:
     return np.asarray(values).reshape(tuple(int(n) for n in shape), order="F")
 
 
-def strides(shape) -> np.ndarray:
-    """Point-id step of each axis (x fastest), padded with the last stride to length 4, int64."""
+def padded_shape(shape) -> np.ndarray:
+    """The shape padded with ones to length 4, int64 (what the topology kernels take)."""
     dims = np.ones(MAX_DIM, dtype=np.int64)
     dims[: len(shape)] = shape
+    return dims
+
+
+def strides(shape) -> np.ndarray:
+    """Point-id step of each axis (x fastest), padded to length 4, int64."""
+    dims = padded_shape(shape)
     out = np.ones(MAX_DIM, dtype=np.int64)
     for a in range(1, MAX_DIM):
         out[a] = out[a - 1] * dims[a - 1]
@@ -271,4 +277,4 @@ class Grid:
         return cls(tuple(d["origin"]), tuple(d["spacing"]), tuple(d["shape"]))
 
 
-__all__ = ["Grid", "MAX_DIM", "to_points", "to_field", "strides", "point_ids", "grid_index"]
+__all__ = ["Grid", "MAX_DIM", "to_points", "to_field", "padded_shape", "strides", "point_ids", "grid_index"]

@@ -51,6 +51,10 @@ class TreeType(IntEnum):
     CONTOUR = 2
 
 
+# the loss field's point arrays, in the order landscape.vti holds them: log_loss is log10 of loss
+LOSS, LOG_LOSS, ACCURACY, DISTANCE = "loss", "log_loss", "accuracy", "distance"
+FIELD_ARRAYS = (LOSS, LOG_LOSS, ACCURACY, DISTANCE)
+
 # TTK's array names
 VERTEX_SCALAR_FIELD = "ttkVertexScalarField"
 CRITICAL_TYPE = "CriticalType"
@@ -128,7 +132,8 @@ FORMULATIONS = ("auto", "stacked", "vmap", "loop", "factored", "grouped")
 LATENT_DIMS = (2, 3, 4)
 IMAGE_DIMS = (2, 3)
 
-__all__ = ["CriticalType", "RegionType", "PairType", "TreeType", "Choices", "MANIFOLD_METHODS", "BN_MODES", "DEVICES",
-           "FORMULATIONS", "LATENT_DIMS", "IMAGE_DIMS", "order_array", "VERTEX_SCALAR_FIELD", "CRITICAL_TYPE",
-           "PAIR_IDENTIFIER", "PAIR_TYPE", "PERSISTENCE", "BIRTH", "DEATH", "IS_FINITE", "NODE_ID", "VERTEX_ID",
-           "SCALAR", "UP_NODE_ID", "DOWN_NODE_ID", "SEGMENTATION_ID", "REGION_SIZE", "REGION_TYPE"]
+__all__ = ["CriticalType", "RegionType", "PairType", "TreeType", "Choices", "MANIFOLD_METHODS", "BN_MODES",
+           "DEVICES", "FORMULATIONS", "LATENT_DIMS", "IMAGE_DIMS", "order_array", "LOSS", "LOG_LOSS", "ACCURACY",
+           "DISTANCE", "FIELD_ARRAYS", "VERTEX_SCALAR_FIELD", "CRITICAL_TYPE", "PAIR_IDENTIFIER", "PAIR_TYPE",
+           "PERSISTENCE", "BIRTH", "DEATH", "IS_FINITE", "NODE_ID", "VERTEX_ID", "SCALAR", "UP_NODE_ID",
+           "DOWN_NODE_ID", "SEGMENTATION_ID", "REGION_SIZE", "REGION_TYPE"]

@@ -12,12 +12,10 @@ ignored, so a CLI option left unset keeps the default) and checks the result.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from globscope.errors import GlobscopeError
-from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, MANIFOLD_METHODS
+from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, LOG_LOSS, MANIFOLD_METHODS
 
 # vertices per axis of the latent grid where nobody asks for another number (the demo's 128²
 # digits field takes about half a second on 2 CPU cores)
@@ -84,7 +82,7 @@ class FitSettings(_Settings):
     device: str = "auto"  # autoencoder: where it trains
 
     def check(self):
-        MANIFOLD_METHODS.name(self.method)
+        object.__setattr__(self, "method", MANIFOLD_METHODS.name(self.method))  # a code (ParaView's) → its name
         if self.dim not in LATENT_DIMS:
             raise GlobscopeError(f"latent dimension must be one of {LATENT_DIMS}, not {self.dim!r}")
         if self.epochs is not None:
@@ -122,7 +120,7 @@ class LandscapeSettings(_Settings):
             raise GlobscopeError(f"resolution must be at least 2 vertices per axis, got {self.resolution!r}")
         if not (self.margin >= 0):
             raise GlobscopeError(f"margin must be >= 0, got {self.margin!r}")
-        BN_MODES.name(self.bn)
+        object.__setattr__(self, "bn", BN_MODES.name(self.bn))
         if self.formulation not in FORMULATIONS:
             raise GlobscopeError(f"formulation must be one of {', '.join(FORMULATIONS)}, not {self.formulation!r}")
         for what, v in (("chunk_points", self.chunk_points), ("calibration_size", self.calibration_size),
@@ -150,7 +148,7 @@ class TopologySettings(_Settings):
     a fraction of the range, then measures depth in orders of magnitude.
     """
 
-    array: str = "log_loss"
+    array: str = LOG_LOSS
     persistence: float = 0.05
     absolute: bool = False
 
@@ -160,18 +158,6 @@ class TopologySettings(_Settings):
         if not (self.persistence >= 0) or (not self.absolute and self.persistence > 1):
             raise GlobscopeError(f"persistence must be a fraction in [0, 1] (or an absolute value with absolute), "
                                  f"got {self.persistence}")
-
-    @classmethod
-    def of_bundle(cls, bundle) -> TopologySettings:
-        """The settings a bundle's topology was computed with (``topology/topology.json``), or the
-        defaults when it has none: what its state and renders show."""
-        path = Path(bundle) / "topology" / "topology.json"
-        try:
-            recorded = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return cls()
-        return cls.from_dict(recorded.get("settings") or {
-            k: recorded[k] for k in ("array", "persistence", "absolute") if k in recorded})
 
 
 @dataclass(frozen=True)
@@ -200,11 +186,10 @@ class DemoSettings(_Settings):
 
     @classmethod
     def from_dict(cls, d: dict | None):
-        d = d or {}
-        parts = {f.name: f.type for f in dataclasses.fields(cls)}
-        kinds = {"zoo": ZooSettings, "fit": FitSettings, "landscape": LandscapeSettings,
+        parts = {"zoo": ZooSettings, "fit": FitSettings, "landscape": LandscapeSettings,
                  "topology": TopologySettings, "render": RenderSettings}
-        return cls(**{k: kinds[k].from_dict(v) if k in kinds else v for k, v in d.items() if k in parts})
+        return cls(**{k: parts[k].from_dict(v) if k in parts else v for k, v in (d or {}).items()
+                      if k in parts or k == "with_render"})
 
 
 __all__ = ["ZooSettings", "FitSettings", "LandscapeSettings", "TopologySettings", "RenderSettings", "DemoSettings",

@@ -11,7 +11,8 @@ stage                  what it does
 :func:`load_models`    the set's weights ``W`` (N, D) and buffers under its task's layout
 :func:`fit`            a manifold of the weights, saved with the metadata that finds them again
 :func:`manifold_inputs` the manifold a file holds and the models its metadata names
-:func:`landscape`      the loss field over the latent grid (resumable; ``landscape.vti``/``.json``)
+:func:`landscape`      the loss field of a manifold file (resumable; ``landscape.vti``/``.json``);
+                       :func:`landscape_of` for a manifold and models already at hand
 :func:`topology`       persistence, simplification, join tree, basins (``topology/``)
 :func:`project`        models encoded onto a manifold, with their reconstruction error
 :func:`final_model_basins` which basin each run's last checkpoint falls into
@@ -22,6 +23,7 @@ stage                  what it does
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +91,7 @@ class Models:
     def require_task(self, where: str) -> Task:
         if self.task is None:
             raise GlobscopeError(f"{where}: no task named (neither by the checkpoint set nor by the manifold); "
-                                 "give one with --task")
+                                 "name one (--task, or the filter's Task property)")
         return self.task
 
 
@@ -158,11 +160,17 @@ def manifold_inputs(manifold_path, task: str | None = None, checkpoint_set=None,
         cs_path = Path(meta["checkpoint_set"])
         if not cs_path.is_absolute():
             cs_path = manifold_path.resolve().parent / cs_path
-    models = load_models(open_set(cs_path, prefix=meta.get("prefix")), task or meta.get("task"), progress)
-    if models.layout.n_params != getattr(man, "n_features_in_", models.layout.n_params):
-        raise GlobscopeError(f"{manifold_path}: the manifold decodes D = {man.n_features_in_} weights, the models "
-                             f"of {models.cs.root} have D = {models.layout.n_params}")
-    return man, models
+    return man, models_for(man, open_set(cs_path, prefix=meta.get("prefix")), task, manifold_path, progress)
+
+
+def models_for(manifold, cs: CheckpointSet, task: str | None = None, where="the manifold", progress=None) -> Models:
+    """The models of ``cs`` read for ``manifold``: under ``task``, else the one its metadata names,
+    else the set's; an error naming ``where`` (the manifold file) when they do not fit it."""
+    models = load_models(cs, task or (getattr(manifold, "meta_", None) or {}).get("task"), progress)
+    if models.layout.n_params != manifold.n_features_in_:
+        raise GlobscopeError(f"{where}: the manifold decodes D = {manifold.n_features_in_} weights, the models "
+                             f"of {cs.root} have D = {models.layout.n_params}")
+    return models
 
 
 def project(manifold, models: Models) -> tuple[np.ndarray, np.ndarray]:
@@ -176,16 +184,46 @@ def project(manifold, models: Models) -> tuple[np.ndarray, np.ndarray]:
     """
     from globscope.compare import per_model_error
 
-    return manifold.transform(models.W), per_model_error(manifold, models.W)
+    Z = manifold.transform(models.W)
+    return Z, per_model_error(manifold, models.W, Z)
 
 
 # -- fields ----------------------------------------------------------------------------------------
 def landscape(manifold_path, out, settings: LandscapeSettings = LandscapeSettings(), task: str | None = None,
-              checkpoint_set=None, progress=None, should_abort=None, ctx=None) -> dict | None:
-    """The loss field of a manifold file's models over its latent grid, written to ``out``.
+              checkpoint_set=None, manifold_id: str | None = None, progress=None, should_abort=None,
+              ctx=None) -> dict | None:
+    """The loss field of a manifold file's models over its latent grid, written to ``out``
+    (:func:`landscape_of` for the manifold and models :func:`manifold_inputs` finds).
+
+    ``manifold_id`` is the file's hash when the caller has it already (the default hashes it).
+
+    Returns
+    -------
+    dict or None
+        The summary (``landscape.json``) on rank 0, None on other ranks.
+    """
+    man, models = manifold_inputs(manifold_path, task, checkpoint_set)
+    return landscape_of(man, models, out, settings, manifold_path=manifold_path,
+                        manifold_id=manifold_id or hash_file(manifold_path), progress=progress,
+                        should_abort=should_abort, ctx=ctx)
+
+
+def landscape_of(manifold, models: Models, out, settings: LandscapeSettings = LandscapeSettings(), Z=None,
+                 manifold_path=None, manifold_id: str | None = None, progress=None, should_abort=None,
+                 ctx=None) -> dict | None:
+    """The loss field of ``models``' task over ``manifold``'s latent grid, written to ``out``.
 
     See :func:`globscope.landscape.compute_landscape` (``landscape.vti``, or ``.npz`` and slices
     for d = 4; ``landscape.json``; the chunk store that makes it resumable).
+
+    Parameters
+    ----------
+    Z : array of shape (N, d), optional
+        The models encoded, when already at hand.
+    manifold_path : path, optional
+        The manifold's file, recorded in ``landscape.json``.
+    manifold_id : str, optional
+        Identifies the manifold in the chunk store's key (its file's hash).
 
     Returns
     -------
@@ -194,11 +232,29 @@ def landscape(manifold_path, out, settings: LandscapeSettings = LandscapeSetting
     """
     from globscope.landscape import compute_landscape
 
-    man, models = manifold_inputs(manifold_path, task, checkpoint_set)
-    return compute_landscape(man, models.require_task(str(manifold_path)), man.transform(models.W), out, settings,
-                             W=models.W, buffers=models.buffers, manifold_id=hash_file(manifold_path),
-                             manifold_path=Path(manifold_path).resolve(), progress=progress,
-                             should_abort=should_abort, ctx=ctx)
+    task = models.require_task(str(manifold_path or "the landscape"))
+    Z = manifold.transform(models.W) if Z is None else Z
+    return compute_landscape(manifold, task, Z, out, settings, W=models.W, buffers=models.buffers,
+                             manifold_id=manifold_id,
+                             manifold_path=Path(manifold_path).resolve() if manifold_path else None,
+                             progress=progress, should_abort=should_abort, ctx=ctx)
+
+
+TOPOLOGY = "topology"  # a bundle's topology folder
+TOPOLOGY_JSON = "topology.json"  # what the topology stage records (counts, files, settings)
+
+
+def recorded_topology_settings(bundle) -> TopologySettings:
+    """The settings a bundle's topology was computed with (``topology/topology.json``), or the
+    defaults when it has none: what its state and renders show."""
+    path = Path(bundle) / TOPOLOGY / TOPOLOGY_JSON
+    if not path.is_file():
+        return TopologySettings()
+    try:
+        return TopologySettings.from_dict(json.loads(path.read_text())["settings"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GlobscopeError(f"{path}: unreadable topology record ({type(e).__name__}: {e}); "
+                             "recompute it with `globscope topology`") from None
 
 
 def topology(field_path, out, settings: TopologySettings = TopologySettings(), progress=None,
@@ -220,7 +276,7 @@ def topology(field_path, out, settings: TopologySettings = TopologySettings(), p
     out = Path(out)
     s = summary(result, field, settings)
     s["files"] = write_topology(result, field, out)
-    write_json(out / "topology.json", s)
+    write_json(out / TOPOLOGY_JSON, s)
     return s
 
 
@@ -265,7 +321,7 @@ def final_model_basins(topology_dir, Z: np.ndarray, cs: CheckpointSet) -> dict:
 def render(bundle, out_png=None, settings: RenderSettings = RenderSettings(), state=None, save_state: bool = False):
     """The bundle's landscape as a PNG through pvbatch (``xvfb-run`` without a display), and with
     ``save_state`` its ParaView state ``globscope.pvsm``. The picture shows the topology settings
-    the bundle records (:meth:`TopologySettings.of_bundle`).
+    the bundle records (:func:`recorded_topology_settings`).
 
     Returns
     -------
@@ -281,4 +337,5 @@ def render(bundle, out_png=None, settings: RenderSettings = RenderSettings(), st
 
 
 __all__ = ["open_set", "task_name_of", "Models", "load_models", "manifold_meta", "fit", "manifold_inputs",
-           "project", "landscape", "topology", "final_model_basins", "render"]
+           "models_for", "project", "landscape", "landscape_of", "topology", "recorded_topology_settings",
+           "final_model_basins", "render", "TOPOLOGY", "TOPOLOGY_JSON"]

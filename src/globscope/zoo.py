@@ -30,7 +30,7 @@ VARIANTS = [
 ]
 
 
-def variant_table(n_variants: int = 7, seed: int = 0) -> list[dict]:
+def variant_table(n_variants: int, seed: int) -> list[dict]:
     """Hyper-parameters of variants A, B, …: one distinct seed each (``ZooSettings`` bounds the count)."""
     return [
         {"name": string.ascii_uppercase[i], "batch_size": bs, "lr": lr, "weight_decay": wd,

@@ -80,6 +80,6 @@ def test_bad_grids_name_the_problem():
     with pytest.raises(GlobscopeError, match="at least 2"):
         LatentGrid((0.0, 0.0), (1.0, 1.0), (1, 4))
     with pytest.raises(GlobscopeError, match="resolution"):
-        LatentGrid.around(np.zeros((3, 2)), (4, 4, 4))
+        LatentGrid.around(np.zeros((3, 2)), (4, 4, 4), 0.1)
     with pytest.raises(GlobscopeError, match="NaN"):
-        LatentGrid.around(np.array([[0.0, np.nan]]), 4)
+        LatentGrid.around(np.array([[0.0, np.nan]]), 4, 0.1)

@@ -39,11 +39,20 @@ def test_cli_options_left_unset_give_the_settings_defaults(tmp_path):
     r = globscope("topology", tmp_path / "f.vti", "--out", tmp_path / "t")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "t" / "topology.json").read_text())["settings"] == TopologySettings().to_dict()
-    assert TopologySettings.of_bundle(tmp_path) == TopologySettings()  # no topology/ folder: the defaults
+    assert stages.recorded_topology_settings(tmp_path) == TopologySettings()  # no topology/: the defaults
     (tmp_path / "topology").mkdir()
-    (tmp_path / "topology" / "topology.json").write_text(json.dumps({"settings": {"array": "loss",
-                                                                                  "persistence": 0.2}}))
-    assert TopologySettings.of_bundle(tmp_path) == TopologySettings(array="loss", persistence=0.2)
+    record = tmp_path / "topology" / "topology.json"
+    record.write_text(json.dumps({"settings": {"array": "loss", "persistence": 0.2}}))
+    assert stages.recorded_topology_settings(tmp_path) == TopologySettings(array="loss", persistence=0.2)
+    record.write_text("{ damaged")
+    with pytest.raises(GlobscopeError, match="topology.json: unreadable topology record"):
+        stages.recorded_topology_settings(tmp_path)
+
+
+def test_settings_take_a_choice_by_name_or_code():
+    """ParaView hands the proxies' codes over; the settings keep the name (what a record shows)."""
+    assert FitSettings(method=1).method == "pca" and LandscapeSettings(bn=1).bn == "reference"
+    assert FitSettings(method=1) == FitSettings(method="pca")
 
 
 def test_demo_defaults_are_the_stage_defaults():

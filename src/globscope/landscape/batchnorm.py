@@ -21,6 +21,7 @@ from torch import nn
 
 from globscope.errors import GlobscopeError
 from globscope.names import BN_MODES
+from globscope.settings import LandscapeSettings
 
 
 def batchnorm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -32,7 +33,7 @@ def check_bn_mode(mode: str | None, has_batchnorm: bool) -> str | None:
     """The effective BatchNorm mode: None for a model without BatchNorm, else ``recompute`` by default."""
     if not has_batchnorm:
         return None
-    return BN_MODES.name(mode or "recompute")
+    return BN_MODES.name(mode or LandscapeSettings.bn)
 
 
 class StatisticsProbe:

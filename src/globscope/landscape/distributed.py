@@ -43,8 +43,10 @@ class Context:
 
     def share(self, n_points: int, chunk_points: int) -> int:
         """Grid points of this rank's chunks (chunks of ``chunk_points``, the last one shorter)."""
-        return sum(min((i + 1) * chunk_points, n_points) - i * chunk_points
-                   for i in self.mine(-(-n_points // chunk_points)))
+        from globscope.landscape.store import chunk_span, n_chunks
+
+        spans = (chunk_span(i, n_points, chunk_points) for i in self.mine(n_chunks(n_points, chunk_points)))
+        return sum(stop - start for start, stop in spans)
 
     def gather(self, obj):
         """Objects of every rank, in rank order, on rank 0 (None elsewhere)."""

@@ -21,7 +21,8 @@ from globscope.landscape.batchnorm import stack_buffers
 from globscope.landscape.distributed import Context, context
 from globscope.landscape.evaluation import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
-from globscope.landscape.store import ChunkStore
+from globscope.landscape.store import FIELDS, ChunkStore
+from globscope.names import ACCURACY, DISTANCE, FIELD_ARRAYS, LOG_LOSS, LOSS
 from globscope.settings import LandscapeSettings
 from globscope.tasks import Task
 
@@ -136,7 +137,7 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
     parts = ctx.gather({i: store.load(i) for i in mine})
     if not ctx.is_main:
         return None
-    fields = {k: np.empty(grid.n_points) for k in ("loss", "accuracy", "distance")}
+    fields = {k: np.empty(grid.n_points) for k in FIELDS}
     for part in parts:
         for i, arrays in part.items():
             start, stop = store.span(i)
@@ -174,7 +175,7 @@ def _compute_chunks(decode, evaluator, grid, Z, store, todo, reference, n_mine, 
                 progress(min(done_pts / n_mine, 1.0))
         if "engine" not in store.settings:  # the first chunk: store.json records the engine's choice
             store.settings["engine"] = {**evaluator.choice(), "codes": bool(codes)}
-        store.save(i, {"loss": loss, "accuracy": acc, "distance": dist})
+        store.save(i, {LOSS: loss, ACCURACY: acc, DISTANCE: dist})
 
 
 def _pinned_engine(stored: dict | None, formulation: str) -> dict | None:
@@ -337,23 +338,22 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         t_eval = time.perf_counter() - t_eval
         if not ctx.is_main:
             return None
-        fields["log_loss"] = log_loss(fields["loss"])
+        fields[LOG_LOSS] = log_loss(fields[LOSS])
         summary = {
             "format": FORMAT, "version": 1, "key": key, "task": task.name, "latent_dim": grid.dim,
             "grid": grid.to_dict(), "n_points": grid.n_points, "settings": st.to_dict(), "store": keyed,
             "manifold": str(manifold_path) if manifold_path else None,
             "engine": {**ev.describe(), "world_size": ctx.world, "pinned_by_store": pinned is not None},
             "n_models": len(Z), "chunks": {"total": store.n_chunks, "reused": reused, "folder": str(store.folder)},
-            "non_finite_loss": non_finite_counts(fields["loss"]),
-            "loss": _finite_stats(fields["loss"]), "accuracy": _finite_stats(fields["accuracy"]),
-            "distance": _finite_stats(fields["distance"]),
+            "non_finite_loss": non_finite_counts(fields[LOSS]),
+            **{k: _finite_stats(fields[k]) for k in FIELDS},
             "eval_seconds": round(t_eval, 3),
             "points_per_second": round((grid.n_points - reused_points) / max(t_eval, 1e-9), 2),
         }
         if summary["non_finite_loss"]["total"]:
             log.warning("%d grid points have a non-finite loss (kept as NaN/inf)", summary["non_finite_loss"]["total"])
         if W is not None:
-            summary["fidelity"] = fidelity(manifold, task, ev, grid, fields["loss"], Z, W, buffers, dev)
+            summary["fidelity"] = fidelity(manifold, task, ev, grid, fields[LOSS], Z, W, buffers, dev)
         summary["files"] = write_fields(out, grid, fields, task.name)
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         write_json(out / "landscape.json", summary)
@@ -408,8 +408,7 @@ def write_fields(out, grid: LatentGrid, fields: dict[str, np.ndarray], task_name
     from globscope.vtkxml import write_image_data
 
     out = Path(out)
-    order = ["loss", "log_loss", "accuracy", "distance"]
-    F = {k: grid.to_field(fields[k]) for k in order if k in fields}
+    F = {k: grid.to_field(fields[k]) for k in FIELD_ARRAYS if k in fields}
     fd = {"task": np.array([task_name], dtype=object), "latent_dim": np.array([grid.dim])}
     if grid.dim <= 3:
         write_image_data(out / "landscape.vti", F, grid, field_data=fd)

@@ -26,7 +26,7 @@ class LatentGrid(Grid):
         super().__post_init__()
 
     @classmethod
-    def around(cls, Z, resolution, margin: float = 0.1) -> LatentGrid:
+    def around(cls, Z, resolution, margin: float) -> LatentGrid:
         """The grid over the bounding box of ``Z`` widened by ``margin`` on every side.
 
         Parameters

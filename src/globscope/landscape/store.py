@@ -15,10 +15,22 @@ import numpy as np
 
 from globscope.errors import GlobscopeError
 from globscope.fileio import atomic_path, read_json, write_json
+from globscope.names import ACCURACY, DISTANCE, LOSS
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("loss", "accuracy", "distance")
+# what a chunk holds (log_loss is derived from loss when the field is assembled)
+FIELDS = (LOSS, ACCURACY, DISTANCE)
+
+
+def chunk_span(i: int, n_points: int, chunk_points: int) -> tuple[int, int]:
+    """Point ids ``start, stop`` of chunk ``i`` of a grid of ``n_points`` cut into chunks of
+    ``chunk_points`` (the last one shorter)."""
+    return i * chunk_points, min((i + 1) * chunk_points, n_points)
+
+
+def n_chunks(n_points: int, chunk_points: int) -> int:
+    return -(-n_points // chunk_points)
 
 
 class ChunkStore:
@@ -45,7 +57,7 @@ class ChunkStore:
         self.key = key
         self.n_points = int(n_points)
         self.chunk_points = int(chunk_points)
-        self.n_chunks = -(-self.n_points // self.chunk_points)
+        self.n_chunks = n_chunks(self.n_points, self.chunk_points)
         self.settings = settings or {}
         info = read_json(self.folder / "store.json")
         if info is not None and info.get("key") != key:
@@ -53,7 +65,7 @@ class ChunkStore:
 
     def span(self, i: int) -> tuple[int, int]:
         """Point ids ``start, stop`` of chunk ``i``."""
-        return i * self.chunk_points, min((i + 1) * self.chunk_points, self.n_points)
+        return chunk_span(i, self.n_points, self.chunk_points)
 
     def path(self, i: int) -> Path:
         return self.folder / f"chunk_{i:06d}.npz"
@@ -91,4 +103,4 @@ class ChunkStore:
         return out
 
 
-__all__ = ["ChunkStore", "FIELDS"]
+__all__ = ["ChunkStore", "FIELDS", "chunk_span", "n_chunks"]

@@ -35,7 +35,6 @@ __all__ = [
     "MAX_DIM",
     "neighbor_offsets",
     "link_adjacency",
-    "padded_dims",
     "padded_offsets",
     "kuhn_simplices",
 ]
@@ -106,13 +105,6 @@ def link_adjacency(d: int) -> np.ndarray:
     """
     k = len(_offsets(d))
     return np.frombuffer(_link_adjacency(d), dtype=np.bool_).reshape(k, k).copy()
-
-
-def padded_dims(shape) -> np.ndarray:
-    """Grid shape padded with ones to length 4, int64."""
-    dims = np.ones(MAX_DIM, dtype=np.int64)
-    dims[: len(shape)] = shape
-    return dims
 
 
 def padded_offsets(d: int) -> np.ndarray:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from globscope.grid import strides
+from globscope.grid import padded_shape, strides
 
 from . import _kernels
-from .grid import padded_dims, padded_offsets
+from .grid import padded_offsets
 from .order import FieldInput, prepare_field
 
 __all__ = ["Sweep", "sublevel_sweep", "grid_arrays"]
@@ -17,7 +17,7 @@ __all__ = ["Sweep", "sublevel_sweep", "grid_arrays"]
 
 def grid_arrays(shape):
     """``(dims, strides, offsets)`` arrays the kernels take."""
-    return padded_dims(shape), strides(shape), padded_offsets(len(shape))
+    return padded_shape(shape), strides(shape), padded_offsets(len(shape))
 
 
 @dataclass(frozen=True)

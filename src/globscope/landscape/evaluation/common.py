@@ -254,18 +254,22 @@ def bn_statistics(setup: EvalSetup, W: torch.Tensor, per_model: bool = False) ->
     return vmap(setup.probe, in_dims=(0, None))(params, setup.calib_x)
 
 
+def require_reference_buffers(setup: EvalSetup, buffers: dict | None) -> None:
+    """``bn="reference"`` evaluates each model with given statistics: they must be there."""
+    if setup.bn == "reference" and buffers is None:
+        raise GlobscopeError("BatchNorm reference: no buffers given for the models")
+
+
 def model_buffers(setup: EvalSetup, W: torch.Tensor, buffers: dict | None, per_model: bool = False
                   ) -> dict[str, torch.Tensor]:
     """The buffers the models ``W`` (B, D) run with, float32 on the device, (B, ...) by name:
     recomputed BatchNorm statistics, the given ones (``bn="reference"``: required), or none."""
+    require_reference_buffers(setup, buffers)
     if setup.bn == "recompute":
         buffers = bn_statistics(setup, W, per_model)
-    elif setup.bn == "reference":
-        if buffers is None:
-            raise GlobscopeError("BatchNorm reference: no buffers given for the models")
     return {k: v.to(setup.device, torch.float32) for k, v in (buffers or {}).items()}
 
 
 __all__ = ["ACTIVATIONS", "PASSTHROUGH", "MAX_BATCH_MODELS", "resolve_device", "memory_budget", "models_per_batch",
            "activation_numel", "num_threads", "synchronize", "EvalSetup", "functional_logits", "batched_loss",
-           "mean_over_data", "bn_statistics", "model_buffers"]
+           "mean_over_data", "bn_statistics", "model_buffers", "require_reference_buffers"]

@@ -19,15 +19,17 @@ from globscope.landscape.evaluation.common import (
     bn_statistics,
     memory_budget,
     models_per_batch,
+    num_threads,
     resolve_device,
 )
-from globscope.landscape.evaluation.factored import AffineHead, Factored, first_linear
+from globscope.landscape.evaluation.factored import AffineHead, Factored
 from globscope.landscape.evaluation.grouped import Grouped, groupable
 from globscope.landscape.evaluation.loop import Loop
 from globscope.landscape.evaluation.stacked import Stacked, stackable
 from globscope.landscape.evaluation.tuner import AutoTuner, Candidate
 from globscope.landscape.evaluation.vmap import Vmap
 from globscope.names import FORMULATIONS
+from globscope.settings import LandscapeSettings
 from globscope.tasks import Task
 
 # the strategies by name; ``auto`` times those that apply
@@ -90,7 +92,8 @@ class BatchedEvaluator:
         ``auto``'s timing (tests may replace its ``measure``).
     """
 
-    def __init__(self, task: Task, device=None, bn: str | None = None, calibration_size: int = 256,
+    def __init__(self, task: Task, device=None, bn: str | None = None,
+                 calibration_size: int = LandscapeSettings.calibration_size,
                  formulation: str = "auto", memory_budget: int | None = None,
                  max_batch_models: int | None = None, data_batch: int | None = None,
                  threads: int | None = None, tune_formulations: Sequence[str] | None = None):
@@ -113,8 +116,6 @@ class BatchedEvaluator:
         if formulation != "auto":
             STRATEGIES[formulation].check(task.name, self.model, has_bn)
         self.tune_formulations = self._check_tune_formulations(tune_formulations, formulation, has_bn)
-        self.first_linear = first_linear(self.model) if self.stackable else None
-        self.factorable = self.first_linear is not None
         self.groupable = groupable(self.model)
         ev = task.eval_data
         if len(ev) == 0:
@@ -307,16 +308,22 @@ class BatchedEvaluator:
     def session(self):
         """A block of evaluations (a whole field) run with the evaluator's thread count; torch's
         setting is restored on exit. ``evaluate`` outside a session opens one per call."""
-        old = torch.get_num_threads()
         self._in_session += 1
         try:
-            if self.threads and self.threads != old:
-                torch.set_num_threads(self.threads)
-            yield self
+            with num_threads(self.threads):
+                yield self
         finally:
             self._in_session -= 1
-            if torch.get_num_threads() != old:
-                torch.set_num_threads(old)
+
+    @property
+    def first_linear(self) -> str | None:
+        """The name of the MLP's first Linear layer on the data (the factored formulation's), or None."""
+        return self._factored.first_linear
+
+    @property
+    def factorable(self) -> bool:
+        """Whether the factored formulation can run for this task (given an affine head)."""
+        return self.first_linear is not None
 
     def _evaluate(self, W, buffers, progress=None, should_abort=None, codes=None):
         losses, accs = [], []

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from globscope.errors import GlobscopeError
 from globscope.landscape.evaluation.base import Formulation
-from globscope.landscape.evaluation.common import ACTIVATIONS, PASSTHROUGH, mean_over_data
+from globscope.landscape.evaluation.common import ACTIVATIONS, PASSTHROUGH, mean_over_data, require_reference_buffers
 
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 # models × examples of one grouped pass on the CPU (its activations stay in cache)
@@ -152,8 +151,7 @@ class Grouped(Formulation):
 
     def run(self, W, buffers, data_batch, codes=None):
         s = self.setup
-        if s.bn == "reference" and buffers is None:
-            raise GlobscopeError("BatchNorm reference: no buffers given for the models")
+        require_reference_buffers(s, buffers)
         params = s.layout.unflatten(W)
         G = max(1, GROUP_EXAMPLES // data_batch) if s.device.type == "cpu" else len(W)
         losses, accs = [], []
