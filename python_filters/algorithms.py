@@ -652,6 +652,53 @@ class Basins(GlobscopeAlgorithm):
         out.GetPointData().AddArray(vc.to_vtk_array("GridVertexId", vid))
 
 
-__all__ = ["CheckpointSetReader", "ManifoldFilter", "LossLandscape", "PersistenceDiagram",
+# -- validation ------------------------------------------------------------------------------------
+class ValidationReader(GlobscopeAlgorithm):
+    """Reads the validation's polylines and points (``validation/curves.vtp``, ``paths.vtp``,
+    a re-basin folder's ``rebasin.vtp``). ``curves.vtp`` holds each curve once per manifold, each in
+    that manifold's latent space: ``Manifold`` keeps one of them (empty: all), so that the curves
+    drawn match the landscape they are drawn on."""
+
+    def __init__(self):
+        GlobscopeAlgorithm.__init__(self, nInputPorts=0, nOutputPorts=1, outputType="vtkPolyData")
+        self.filename, self.manifold = "", ""
+
+    def SetFileName(self, v):
+        self._set("filename", str(v or ""))
+
+    def SetManifold(self, v):
+        self._set("manifold", str(v or ""))
+
+    def execute(self, inInfo, outInfo):
+        from globscope import vtkxml
+
+        if not self.filename:
+            raise GlobscopeError("no validation file given (FileName is empty)")
+        st = Path(self.filename).stat() if Path(self.filename).is_file() else None
+        key = (self.filename, st.st_mtime_ns if st else None, self.manifold)
+
+        def compute():
+            d = vtkxml.read(self.filename)
+            if d.kind != "PolyData":
+                raise GlobscopeError(f"{self.filename}: holds {d.kind}, not Globscope's validation polylines")
+            conn, offs = (d.cells.get("Lines", {}).get(k, np.zeros(0, np.int64)) for k in ("connectivity", "offsets"))
+            lines = np.split(conn, offs[:-1]) if len(offs) else []
+            n_verts = len(d.cells.get("Verts", {}).get("offsets", []))
+            cells = {k: v[n_verts:] for k, v in d.cell_data.items()}  # per line (vertex cells come first)
+            keep = np.ones(len(lines), bool)
+            if self.manifold and "manifold" in cells:
+                keep = cells["manifold"] == self.manifold
+                if not keep.any():
+                    raise GlobscopeError(f"{self.filename}: no curves of manifold {self.manifold!r} (it has "
+                                         f"{', '.join(sorted(set(cells['manifold'])))})")
+            kept = [line for line, k in zip(lines, keep) if k]
+            cell_data = None if n_verts else {k: v[keep] for k, v in cells.items()}  # lines only: per line
+            return vc.poly_data(d.points, d.point_data, lines=kept, verts=n_verts > 0, cell_data=cell_data,
+                                field_data=d.field_data)
+
+        vtkPolyData.GetData(outInfo.GetInformationObject(0)).ShallowCopy(self._cached(key, compute))
+
+
+__all__ = ["ValidationReader", "CheckpointSetReader", "ManifoldFilter", "LossLandscape", "PersistenceDiagram",
            "TopologicalSimplification", "MergeTree", "ProjectModels", "Basins", "diagram", "model_points",
            "fitted_manifold"]

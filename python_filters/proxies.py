@@ -208,8 +208,22 @@ class GlobscopeBasins(A.Basins):
     pass
 
 
-PROXIES = {c.__name__: c for c in (GlobscopeCheckpointSetReader, GlobscopeManifold, GlobscopeLossLandscape,
-                                   GlobscopeProjectModels, GlobscopePersistenceDiagram,
+@smproxy.reader(name="GlobscopeValidationReader", label="Globscope Validation Reader",
+                file_description="Globscope validation (curves, saddle paths, re-basin)",
+                extensions="vtp")
+@smhint.xml(MENU)
+class GlobscopeValidationReader(A.ValidationReader):
+    SetFileName = _file(A.ValidationReader, "SetFileName", "FileName", "vtp",
+                        "Globscope validation polylines", panel_visibility="never")
+
+    @smproperty.stringvector(name="Manifold", default_values="")
+    def SetManifold(self, v):
+        """Keep the curves of this manifold (autoencoder, pca, …); empty: all of them."""
+        return A.ValidationReader.SetManifold(self, v)
+
+
+PROXIES = {c.__name__: c for c in (GlobscopeCheckpointSetReader, GlobscopeValidationReader, GlobscopeManifold,
+                                   GlobscopeLossLandscape, GlobscopeProjectModels, GlobscopePersistenceDiagram,
                                    GlobscopeTopologicalSimplification, GlobscopeMergeTree, GlobscopeBasins)}
 
 __all__ = list(PROXIES)

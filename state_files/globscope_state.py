@@ -81,12 +81,46 @@ def _warp(source, array, scale, name, offset=0.0):
         w.UseNormal = 1
         w.Normal = [0.0, 0.0, 1.0]
         return w
+    return _lift(source, f'"{array}"', scale, offset, name)
+
+
+def _lift(source, expression, scale, offset, name):
+    """``z = scale * expression + offset`` (a Calculator expression of the point arrays)."""
     c = simple.Calculator(registrationName=name, Input=source)
     c.AttributeType = "Point Data"
     c.CoordinateResults = 1
-    c.Function = f"coordsX*iHat + coordsY*jHat + ({scale!r}*\"{array}\" + {offset!r})*kHat"
+    c.Function = f"coordsX*iHat + coordsY*jHat + ({scale!r}*{expression} + {offset!r})*kHat"
     c.ResultArrayName = "lifted"
     return c
+
+
+def _show_curves(bundle, view, array, scale, lift, extent):
+    """The validation's mode-connectivity curves on the landscape of the bundle's manifold: tubes
+    at the height of their real loss, coloured by it (when ``validation/curves.vtp`` exists)."""
+    from globscope.manifolds import read_manifold_info
+    from python_filters import ttk as routing
+
+    path = os.path.join(bundle, "validation", "curves.vtp")
+    if not os.path.isfile(path):
+        return None
+    method = read_manifold_info(os.path.join(bundle, "manifold.pt")).method
+    curves = routing.create("GlobscopeValidationReader", group="sources", registration_name="curves.vtp",
+                            FileName=path, Manifold=method)
+    height = "log10(real_loss)" if array == N.LOG_LOSS else "real_loss"
+    tubes = simple.Tube(registrationName="Curves", Input=_lift(curves, height, scale, lift, "Curves lifted"))
+    tubes.Radius = 0.006 * extent
+    tubes.NumberofSides = 10
+    d = simple.Show(tubes, view)
+    simple.ColorBy(d, ("POINTS", "real_loss"))
+    lut = simple.GetColorTransferFunction("real_loss")
+    lut.ApplyPreset("Inferno (matplotlib)", True)
+    d.LookupTable = lut
+    d.SetScalarBarVisibility(view, True)
+    bar = simple.GetScalarBar(lut, view)
+    bar.Title = "curve loss"
+    bar.ComponentTitle = ""
+    _place_bar(bar, (0.80, 0.52), 0.40)
+    return tubes
 
 
 def _finite_range(source, array):
@@ -149,6 +183,65 @@ def _set_camera(view, bounds):
     view.CameraParallelProjection = 0
     if hasattr(simple, "_DisableFirstRenderCameraReset"):  # keep this camera on the first Render()
         simple._DisableFirstRenderCameraReset()
+
+
+def _show_models(path, colour, names, view, simp, array, scale, lift, extent, is3d, marked_role=None):
+    """Model points (spheres) and training trajectories (tubes) on the surface, coloured by the
+    categorical point array ``colour`` (``names``: its value -> legend name; default the variant
+    names); points whose ``role`` is ``marked_role`` are drawn as cubes."""
+    name = os.path.basename(path)
+    models = simple.XMLPolyDataReader(registrationName=name, FileName=[path])
+    models.UpdatePipeline()
+    names = names or _variant_names(models)
+    # vtkProbeFilter (5.11) crashes on string arrays: resample with the numeric arrays only,
+    # from the simplified field (the one the surface shows) so the points sit on the surface.
+    numeric = [k for k in models.PointData.keys()
+               if models.PointData[k].GetDataType() != 13 and k not in ("variant", array)]
+    kept = simple.PassArrays(registrationName="Model arrays", Input=models, PointDataArrays=numeric,
+                             CellDataArrays=[], FieldDataArrays=[])
+    on_field = simple.ResampleWithDataset(registrationName="Models on field", SourceDataArrays=simp,
+                                          DestinationMesh=kept)
+    on_field.PassPointArrays = 1
+    on_field.PassCellArrays = 1
+    lifted_models = on_field if is3d else _warp(on_field, array, scale, "Models", lift)
+    # Real geometry (sphere glyphs, tubes): 5.11's point-sphere / line-tube impostors lose
+    # their depth test against the surface when coloured through a lookup table.
+    glyphs = [("Model points", lifted_models, "Sphere", 0.022)]
+    if marked_role is not None:
+        marked = simple.Threshold(registrationName="Marked models", Input=lifted_models)
+        marked.Scalars = ["POINTS", "role"]
+        marked.LowerThreshold = marked.UpperThreshold = marked_role
+        glyphs.append(("Marked model points", marked, "Box", 0.03))
+    shown = []
+    for label, src, kind, size in glyphs:
+        g = simple.Glyph(registrationName=label, Input=src, GlyphType=kind)
+        g.OrientationArray = ["POINTS", "No orientation array"]
+        g.ScaleArray = ["POINTS", "No scale array"]
+        g.ScaleFactor = size * extent
+        g.GlyphMode = "All Points"
+        if kind == "Sphere":
+            g.GlyphType.ThetaResolution = 16
+            g.GlyphType.PhiResolution = 12
+        shown.append(g)
+    tubes = simple.Tube(registrationName="Trajectories", Input=lifted_models)
+    tubes.Radius = 0.0045 * extent
+    tubes.NumberofSides = 10
+    lut = simple.GetColorTransferFunction(colour)
+    ids = sorted(names) or list(range(int(models.PointData[colour].GetRange()[1]) + 1))
+    lut.InterpretValuesAsCategories = 1
+    lut.AnnotationsInitialized = 1
+    lut.Annotations = [x for i in ids for x in (str(i), names.get(i, str(i)))]
+    lut.IndexedColors = [c for k, _ in enumerate(ids) for c in VARIANT_COLOURS[k % len(VARIANT_COLOURS)]]
+    for src in [tubes, *shown]:
+        md = simple.Show(src, view)
+        simple.ColorBy(md, ("POINTS", colour))
+        md.LookupTable = lut
+        md.Specular = 0.3
+    md.SetScalarBarVisibility(view, True)
+    bar = simple.GetScalarBar(lut, view)
+    bar.Title = "variant" if colour == "variant_id" else colour
+    bar.ComponentTitle = ""
+    _place_bar(bar, (0.90, 0.06), 0.36)
 
 
 def build_landscape(bundle, size=RenderSettings.size):
@@ -223,50 +316,16 @@ def build_landscape(bundle, size=RenderSettings.size):
     bar.ComponentTitle = ""
     _place_bar(bar, (0.90, 0.52), 0.40)
 
-    models_file = os.path.join(bundle, "models.vtp")
-    if os.path.isfile(models_file):
-        models = simple.XMLPolyDataReader(registrationName="models.vtp", FileName=[models_file])
-        models.UpdatePipeline()
-        names = _variant_names(models)
-        # vtkProbeFilter (5.11) crashes on string arrays: resample with the numeric arrays only,
-        # from the simplified field (the one the surface shows) so the points sit on the surface.
-        numeric = [k for k in models.PointData.keys()
-                   if models.PointData[k].GetDataType() != 13 and k not in ("variant", array)]
-        kept = simple.PassArrays(registrationName="Model arrays", Input=models, PointDataArrays=numeric,
-                                 CellDataArrays=[], FieldDataArrays=[])
-        on_field = simple.ResampleWithDataset(registrationName="Models on field", SourceDataArrays=simp,
-                                              DestinationMesh=kept)
-        on_field.PassPointArrays = 1
-        on_field.PassCellArrays = 1
-        lifted_models = on_field if is3d else _warp(on_field, array, scale, "Models", lift)
-        # Real geometry (sphere glyphs, tubes): 5.11's point-sphere / line-tube impostors lose
-        # their depth test against the surface when coloured through a lookup table.
-        balls = simple.Glyph(registrationName="Model points", Input=lifted_models, GlyphType="Sphere")
-        balls.OrientationArray = ["POINTS", "No orientation array"]
-        balls.ScaleArray = ["POINTS", "No scale array"]
-        balls.ScaleFactor = 0.022 * extent
-        balls.GlyphMode = "All Points"
-        balls.GlyphType.ThetaResolution = 16
-        balls.GlyphType.PhiResolution = 12
-        tubes = simple.Tube(registrationName="Trajectories", Input=lifted_models)
-        tubes.Radius = 0.0045 * extent
-        tubes.NumberofSides = 10
-        vlut = simple.GetColorTransferFunction("variant_id")
-        ids = sorted(names) or list(range(int(models.PointData["variant_id"].GetRange()[1]) + 1))
-        vlut.InterpretValuesAsCategories = 1
-        vlut.AnnotationsInitialized = 1
-        vlut.Annotations = [x for i in ids for x in (str(i), names.get(i, str(i)))]
-        vlut.IndexedColors = [c for k, _ in enumerate(ids) for c in VARIANT_COLOURS[k % len(VARIANT_COLOURS)]]
-        for src in (tubes, balls):
-            md = simple.Show(src, view)
-            simple.ColorBy(md, ("POINTS", "variant_id"))
-            md.LookupTable = vlut
-            md.Specular = 0.3
-        md.SetScalarBarVisibility(view, True)
-        vbar = simple.GetScalarBar(vlut, view)
-        vbar.Title = "variant"
-        vbar.ComponentTitle = ""
-        _place_bar(vbar, (0.90, 0.06), 0.36)
+    rebasin_file = os.path.join(bundle, "rebasin.vtp")
+    if os.path.isfile(rebasin_file):  # a re-basin experiment: partners and re-basined models by role
+        _show_models(rebasin_file, "role", {0: "A", 1: "B", 2: "B re-basined"}, view, simp, array, scale, lift,
+                     extent, is3d, marked_role=2)
+    elif os.path.isfile(os.path.join(bundle, "models.vtp")):
+        _show_models(os.path.join(bundle, "models.vtp"), "variant_id", None, view, simp, array, scale, lift, extent,
+                     is3d)
+
+    if not is3d:
+        _show_curves(bundle, view, array, scale, lift, extent)
 
     nodes = simple.OutputPort(tree, 0)
     arcs = simple.OutputPort(tree, 1)

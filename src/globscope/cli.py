@@ -236,6 +236,73 @@ def _cmd_topology(a, bars):
     print(f"wrote {', '.join(s['files'])} and topology.json -> {a.out}")
 
 
+def _connect_settings(a):
+    from globscope.settings import ConnectSettings
+
+    return ConnectSettings().replace(curve=a.curve, hub=a.hub, pairs=getattr(a, "pairs", None), points=a.points,
+                                     steps=a.steps, lr=a.lr, seed=a.seed)
+
+
+def _print_connectivity(rows: list[dict]) -> None:
+    print(f"{'pair':<8} {'manifold':<12} {'curve loss':>17} {'projection loss':>17} {'MAE':>9} {'median':>9} "
+          f"{'line barrier':>12} {'curve barrier':>13}")
+    for r in rows:
+        def rng(lo, hi):
+            return f"{lo:.3g}..{hi:.3g}" if lo is not None else "-"
+        mae = f"{r['mae']:.3g}" if r["mae"] is not None else "-"
+        med = f"{r['median_abs_error']:.3g}" if r["median_abs_error"] is not None else "-"
+        print(f"{r['pair']:<8} {r['manifold']:<12} {rng(r['curve_loss_min'], r['curve_loss_max']):>17} "
+              f"{rng(r['projection_loss_min'], r['projection_loss_max']):>17} {mae:>9} {med:>9} "
+              f"{r['line_barrier']:>12.3g} {r['curve_barrier']:>13.3g}")
+
+
+def _cmd_connect(a, bars):
+    from globscope.settings import LandscapeSettings
+    from globscope.validation.connect import connect, landscape_for
+
+    models = _models(a, bars)
+    fields = Path(a.out) / "fields"
+    lands = [landscape_for(m, models, fields, LandscapeSettings(), progress=bars(f"{Path(m).stem} landscape"))
+             for m in a.manifold]
+    report = connect(models, lands, a.out, _connect_settings(a), progress=bars("mode-connectivity curves"))
+    _print_connectivity(report["rows"])
+    print(f"wrote connectivity.json, connectivity.csv, curves.safetensors, curves.vtp -> {a.out}")
+
+
+def _cmd_validate(a, bars):
+    from globscope.settings import PathSettings
+    from globscope.validation.report import validate
+
+    rec = validate(a.bundle, _connect_settings(a), PathSettings().replace(samples_per_edge=a.samples_per_edge),
+                   progress_factory=bars)
+    print("mode connectivity, median MAE per manifold: " + ", ".join(
+        f"{m} {v:.3g}" for m, v in rec["connectivity"]["median_mae"].items() if v is not None))
+    for p in rec["paths"]:
+        print(f"saddle path {p['saddle']} ({' / '.join(','.join(r) or '-' for r in p['runs'])}): barrier "
+              f"{p['landscape_barrier']:.3g} predicted, {p['decoded_barrier']:.3g} decoded, "
+              f"{p['weight_line_barrier']:.3g} in weight space")
+    print(f"wrote {Path(a.bundle) / 'validation' / 'report.md'} and {Path(a.bundle) / 'validation.json'}")
+
+
+def _cmd_rebasin(a, bars):
+    from globscope.settings import FitSettings, RebasinSettings
+    from globscope.validation.rebasin_experiment import rebasin_experiment
+
+    own = a.set is not None
+    settings = RebasinSettings().replace(task=a.task, pairs=None if own else a.pairs and int(a.pairs),
+                                         method=a.method, epochs=a.epochs, checkpoint_every=a.every, seed=a.seed)
+    if not own and a.pairs and not a.pairs.isdigit():
+        raise GlobscopeError(f"--pairs {a.pairs}: a number of pairs to train (or give your checkpoint set)")
+    fit = FitSettings().replace(dim=a.dim, seed=a.seed)
+    r = rebasin_experiment(a.out, settings, checkpoint_set=a.set, pairs=a.pairs if own else None, fit=fit,
+                           progress_factory=bars)
+    print(f"{r['n_pairs']} pairs, {r['n_models']} models, {r['n_basins']} basins: partner-basin rate "
+          f"{r['partner_basin_rate']:.0%} (before re-basin {r['partner_basin_rate_before']:.0%}); straight-line "
+          f"barrier median {r['median_barrier_before']:.3g} before, {r['median_barrier_after']:.3g} after; "
+          f"largest output difference of a permuted network {r['max_output_diff']:.2g}")
+    print(f"wrote rebasin.json, rebasin.csv, rebasin.vtp -> {a.out}")
+
+
 def _at_least(low: int):
     """An argparse type: an integer >= ``low``."""
     def parse(text: str) -> int:
@@ -374,6 +441,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_at_least(1), help="CPU threads (default: torch's, or fewer where "
                                                          "--formulation auto measures that to be faster)")
     s.set_defaults(fn=_cmd_landscape)
+
+    from globscope.settings import ConnectSettings, PathSettings, RebasinSettings
+
+    con, pth, reb = ConnectSettings(), PathSettings(), RebasinSettings()
+
+    def curve_args(s):
+        s.add_argument("--hub", help="curves from this run to every other one (default: the last run)")
+        s.add_argument("--curve", choices=("bezier", "polychain"), help=f"default {con.curve}")
+        s.add_argument("--points", type=_at_least(2), help=f"points along each curve, ends included "
+                                                           f"(default {con.points})")
+        s.add_argument("--steps", type=_at_least(1), help=f"training steps of each curve (default {con.steps})")
+        s.add_argument("--lr", type=float, help=f"learning rate of the curves (default {con.lr})")
+
+    s = sub.add_parser("connect", help="mode-connectivity curves between final checkpoints, measured for real "
+                                       "and projected onto manifolds' landscapes")
+    set_args(s)
+    curve_args(s)
+    s.add_argument("--pairs", help="A-B,C-D: these pairs instead of the hub's")
+    s.add_argument("--manifold", action="append", required=True,
+                   help="a manifold to project onto (repeatable); its landscape is the one beside it "
+                        "(a bundle's) or computed into OUT/fields/")
+    s.add_argument("--out", required=True, help="output folder (e.g. a bundle's validation/)")
+    s.set_defaults(fn=_cmd_connect)
+
+    s = sub.add_parser("validate", help="mode connectivity on every manifold of a bundle and its saddle paths "
+                                        "(validation/report.md, validation.json)")
+    s.add_argument("bundle")
+    curve_args(s)
+    s.add_argument("--seed", type=int, help=f"default {con.seed}")
+    s.add_argument("--samples-per-edge", type=_at_least(1),
+                   help=f"saddle paths: latent points per grid edge (default {pth.samples_per_edge})")
+    s.set_defaults(fn=_cmd_validate)
+
+    s = sub.add_parser("rebasin", help="Git Re-Basin on pairs of networks, one joint landscape: partner-basin "
+                                       "rate and straight-line barriers before and after")
+    s.add_argument("set", nargs="?", help="your checkpoint set (then --pairs A-B,C-D); default: train pairs")
+    s.add_argument("--task", help=f"{tasks_help} (default {reb.task})")
+    s.add_argument("--prefix", help="key prefix to strip, e.g. Lightning's 'model.'")
+    s.add_argument("--pairs", help=f"number of pairs to train (default {reb.pairs}), or A-B,C-D of your set")
+    s.add_argument("--method", choices=("weight", "activation"), help=f"matching (default {reb.method})")
+    s.add_argument("--epochs", type=_at_least(1), help="training epochs (default: the task's)")
+    s.add_argument("--every", type=_at_least(1), help="checkpoint every K epochs (default: the task's)")
+    s.add_argument("--seed", type=int, help=f"default {reb.seed}")
+    s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"latent dimension (default {fit.dim})")
+    s.add_argument("--out", required=True, help="the experiment's folder")
+    s.set_defaults(fn=_cmd_rebasin)
 
     s = sub.add_parser("topology", help="persistence pairs, simplification, merge (join) tree and basins "
                                         "of a field (.vti, or .npz for d = 4)")

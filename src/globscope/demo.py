@@ -2,10 +2,12 @@
 steps of one bundle folder.
 
 Steps: ``zoo`` (train the digits-mlp model zoo) → ``manifold`` (fit the autoencoder) →
-``compare`` (reconstruction MSE of the autoencoder and the baselines) → ``points`` (models.vtp)
-→ ``landscape`` (the loss field on the latent grid: landscape.vti, landscape.json) → ``topology``
-(basins of log10 loss: topology/) → ``render`` (landscape.png, globscope.pvsm through pvbatch) →
-``summary.json``. Each step is reused when its settings and the files it reads are unchanged.
+``compare`` (the baselines, saved in manifolds/, and the reconstruction MSE of every method) →
+``points`` (models.vtp) → ``landscape`` (the loss field on the latent grid: landscape.vti,
+landscape.json) → ``topology`` (basins of log10 loss: topology/) → ``render`` (landscape.png,
+globscope.pvsm through pvbatch) → ``validation`` (mode-connectivity curves projected onto every
+manifold, saddle paths: validation/) → ``summary.json``. Each step is reused when its settings and
+the files it reads are unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from globscope.compare import compare, write_table
 from globscope.errors import GlobscopeError
 from globscope.fileio import hash_file, read_json, write_json
 from globscope.manifolds import load_manifold
+from globscope.names import MANIFOLD_METHODS
 from globscope.settings import DemoSettings
+from globscope.validation.report import MANIFOLDS, VALIDATION, validate
 from globscope.zoo import train_zoo
 
 log = logging.getLogger(__name__)
@@ -51,13 +55,19 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
     inputs = {"zoo": cs.fingerprint(), "manifold": hash_file(root / "manifold.pt")}
     Z, errors = stages.project(man, models)
 
+    baselines = [m for m in MANIFOLD_METHODS if m != man.method]
+
     def comp():
-        rows = compare(models.W, settings.fit.dim, seed=settings.fit.seed, fitted={man.method: man},
+        fitted = {man.method: man}
+        for m in baselines:  # saved: the validation projects onto every manifold
+            fitted[m] = stages.fit(models, settings.fit.replace(method=m), out=root / MANIFOLDS / f"{m}.pt")
+        rows = compare(models.W, settings.fit.dim, seed=settings.fit.seed, fitted=fitted,
                        progress=bar("fitting baselines"))
         write_table(rows, root / "reconstruction.csv", root / "reconstruction.json")
         return {"rows": rows}
 
-    rows = b.stage("compare", inputs, ["reconstruction.csv", "reconstruction.json"], comp)["rows"]
+    rows = b.stage("compare", inputs, ["reconstruction.csv", "reconstruction.json",
+                                       *(f"{MANIFOLDS}/{m}.pt" for m in baselines)], comp)["rows"]
     b.stage("points", inputs, ["models.vtp"], lambda: write_model_points(root / "models.vtp", Z, cs, errors))
 
     ls = settings.landscape
@@ -103,6 +113,15 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
                                     **settings.render.to_dict()},
                          ["landscape.png", "globscope.pvsm"], draw)
 
+    validation = {}
+    if settings.with_validation:
+        validation = b.stage("validation", {**inputs, "landscape": hash_file(land_file),
+                                            "topology": hash_file(topo / stages.TOPOLOGY_JSON),
+                                            "baselines": [hash_file(root / MANIFOLDS / f"{m}.pt") for m in baselines],
+                                            "connect": settings.connect.to_dict(), "paths": settings.paths.to_dict()},
+                             [f"{VALIDATION}/report.md", "validation.json"],
+                             lambda: validate(root, settings.connect, settings.paths, progress_factory=bar))
+
     summary = read_json(root / "summary.json", default={})
     summary.update({
         "task": zs.task, "dim": settings.fit.dim, "n_models": len(cs), "n_params": int(models.W.shape[1]),
@@ -116,6 +135,8 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
         "final_model_basins": basins,
         "n_basins_of_final_models": len({v["basin"] for v in basins.values()}),
         "render": render,
+        "connectivity": validation.get("connectivity"),
+        "paths": validation.get("paths"),
         "stage_seconds": {k: v["seconds"] for k, v in b.manifest["stages"].items()},
     })
     write_json(root / "summary.json", summary)

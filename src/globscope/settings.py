@@ -174,6 +174,60 @@ class RenderSettings(_Settings):
 
 
 @dataclass(frozen=True)
+class ConnectSettings(_Settings):
+    """Mode-connectivity curves between final checkpoints and how they are measured."""
+
+    curve: str = "bezier"  # "bezier" (quadratic, one control point) or "polychain" (one bend)
+    hub: str | None = None  # curves from this run to every other one (None: the set's last run)
+    pairs: tuple = ()  # ("G-A", "G-B", …): these pairs instead of the hub's
+    points: int = 31  # real-loss evaluations along each curve and line, ends included
+    steps: int = 300  # training steps of each curve
+    lr: float = 0.05
+    seed: int = 0
+
+    def check(self):
+        if self.curve not in ("bezier", "polychain"):
+            raise GlobscopeError(f"curve must be bezier or polychain, not {self.curve!r}")
+        if isinstance(self.pairs, str):
+            object.__setattr__(self, "pairs", tuple(p for p in self.pairs.split(",") if p))
+        if self.points < 2:
+            raise GlobscopeError(f"points must be at least 2 (the ends), got {self.points}")
+        _positive_int("steps", self.steps)
+        if not self.lr > 0:
+            raise GlobscopeError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class PathSettings(_Settings):
+    """Saddle paths: the landscape's minimax paths between joined basins, checked for real."""
+
+    samples_per_edge: int = 4  # latent points per grid edge (real losses between the vertices)
+
+    def check(self):
+        _positive_int("samples_per_edge", self.samples_per_edge)
+
+
+@dataclass(frozen=True)
+class RebasinSettings(_Settings):
+    """Git Re-Basin on pairs of independently trained networks, in one joint landscape."""
+
+    task: str = "mnist-mlp"
+    pairs: int = 32  # pairs trained when the experiment makes its own models
+    method: str = "weight"  # "weight" or "activation" matching
+    epochs: int | None = None  # None: the task's
+    checkpoint_every: int | None = None  # None: the task's
+    seed: int = 0
+
+    def check(self):
+        _positive_int("pairs", self.pairs)
+        if self.method not in ("weight", "activation"):
+            raise GlobscopeError(f"method must be weight or activation (matching), not {self.method!r}")
+        for what, v in (("epochs", self.epochs), ("checkpoint_every", self.checkpoint_every)):
+            if v is not None:
+                _positive_int(what, v)
+
+
+@dataclass(frozen=True)
 class DemoSettings(_Settings):
     """The embedded default end to end: zoo → autoencoder → field → topology → render."""
 
@@ -182,15 +236,20 @@ class DemoSettings(_Settings):
     landscape: LandscapeSettings = LandscapeSettings()
     topology: TopologySettings = TopologySettings()
     render: RenderSettings = RenderSettings()
+    connect: ConnectSettings = ConnectSettings()
+    paths: PathSettings = PathSettings()
     with_render: bool = True
+    with_validation: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None):
         parts = {"zoo": ZooSettings, "fit": FitSettings, "landscape": LandscapeSettings,
-                 "topology": TopologySettings, "render": RenderSettings}
+                 "topology": TopologySettings, "render": RenderSettings, "connect": ConnectSettings,
+                 "paths": PathSettings}
         return cls(**{k: parts[k].from_dict(v) if k in parts else v for k, v in (d or {}).items()
-                      if k in parts or k == "with_render"})
+                      if k in parts or k in ("with_render", "with_validation")})
 
 
-__all__ = ["ZooSettings", "FitSettings", "LandscapeSettings", "TopologySettings", "RenderSettings", "DemoSettings",
+__all__ = ["ZooSettings", "FitSettings", "LandscapeSettings", "TopologySettings", "RenderSettings", "ConnectSettings",
+           "PathSettings", "RebasinSettings", "DemoSettings",
            "DEFAULT_RESOLUTION"]

@@ -14,7 +14,7 @@ import torch
 from globscope.checkpoints import Checkpoint, CheckpointSet
 from globscope.fileio import atomic_path
 from globscope.settings import ZooSettings
-from globscope.tasks import get_task
+from globscope.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,24 @@ def train_zoo(settings: ZooSettings, out, progress: Callable[[float], None] | No
     Each checkpoint's entry records its training loss, evaluation loss and accuracy.
     """
     task = get_task(settings.task)
+    return train_runs(task, variant_table(settings.n_variants, settings.seed), out, settings.epochs,
+                      settings.checkpoint_every, progress=progress, meta={"seed": settings.seed})
+
+
+def train_runs(task: Task, runs: list[dict], out, epochs: int | None = None, checkpoint_every: int | None = None,
+               progress: Callable[[float], None] | None = None, meta: dict | None = None) -> CheckpointSet:
+    """Train one network per entry of ``runs`` (``name``, ``batch_size``, ``lr``, ``momentum``,
+    ``weight_decay``, ``seed``: SGD with momentum) into the checkpoint set ``out``, a checkpoint
+    every ``checkpoint_every`` epochs and at the end (defaults: the task's). Deterministic: each run
+    seeds its initialisation and its data order."""
     out = Path(out)
-    seed = settings.seed
-    epochs = settings.epochs or task.epochs
-    every = settings.checkpoint_every or task.checkpoint_every
-    variants = variant_table(settings.n_variants, seed)
+    epochs = epochs or task.epochs
+    every = checkpoint_every or task.checkpoint_every
     train = task.train_data
     checkpoints = []
-    total = len(variants) * epochs
+    total = len(runs) * epochs
     t0 = time.perf_counter()
-    for vi, v in enumerate(variants):
+    for vi, v in enumerate(runs):
         torch.manual_seed(v["seed"])
         model = task.make_model()
         gen = torch.Generator().manual_seed(v["seed"])
@@ -84,9 +92,9 @@ def train_zoo(settings: ZooSettings, out, progress: Callable[[float], None] | No
                              "eval_accuracy": eval_acc}))
             if progress:
                 progress((vi * epochs + epoch) / total)
-        log.info("variant %s: eval loss %.4f, accuracy %.3f", v["name"], eval_loss, eval_acc)
+        log.info("run %s: eval loss %.4f, accuracy %.3f", v["name"], eval_loss, eval_acc)
     cs = CheckpointSet(out, checkpoints, task=task.name, meta={
-        "variants": variants, "epochs": epochs, "checkpoint_every": every, "seed": seed,
+        "variants": runs, "epochs": epochs, "checkpoint_every": every, **(meta or {}),
         "train_seconds": round(time.perf_counter() - t0, 2)})
     cs.save()
     return cs

@@ -342,7 +342,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         summary = {
             "format": FORMAT, "version": 1, "key": key, "task": task.name, "latent_dim": grid.dim,
             "grid": grid.to_dict(), "n_points": grid.n_points, "settings": st.to_dict(), "store": keyed,
-            "manifold": str(manifold_path) if manifold_path else None,
+            "manifold": str(manifold_path) if manifold_path else None, "manifold_id": manifold_id,
             "engine": {**ev.describe(), "world_size": ctx.world, "pinned_by_store": pinned is not None},
             "n_models": len(Z), "chunks": {"total": store.n_chunks, "reused": reused, "folder": str(store.folder)},
             "non_finite_loss": non_finite_counts(fields[LOSS]),

@@ -405,3 +405,65 @@ def lts_local_order(inv, dims, strides, offs, rank, segs, start, saddles, segid,
     for p in range(saddles.shape[0]):
         local[saddles[p]] = _BIG
     return local
+
+
+@njit(**NJ)
+def bottleneck_rank(rank, verts, dims, strides, offs, source, target):
+    """The lowest rank at which ``source`` and ``target`` lie in one component of the sublevel
+    set (the rank of the join saddle between them), or -1 when they never do (a mask splits them)."""
+    N = rank.shape[0]
+    K = offs.shape[0]
+    parent = np.full(N, -1, dtype=np.int64)
+    nu = np.empty(K, dtype=np.int64)
+    ns = np.empty(K, dtype=np.int64)
+    for idx in range(verts.shape[0]):
+        v = verts[idx]
+        parent[v] = v
+        m = neighbors(v, dims, strides, offs, rank, nu, ns)
+        for t in range(m):
+            u = nu[t]
+            if rank[u] < rank[v]:
+                parent[_find(parent, u)] = _find(parent, v)
+        if parent[source] >= 0 and parent[target] >= 0 and _find(parent, source) == _find(parent, target):
+            return rank[v]
+    return -1
+
+
+@njit(**NJ)
+def sublevel_path(rank, dims, strides, offs, source, target, level):
+    """A path of fewest edges from ``source`` to ``target`` through vertices of rank at most
+    ``level`` (breadth first); empty when there is none."""
+    N = rank.shape[0]
+    K = offs.shape[0]
+    prev = np.full(N, -2, dtype=np.int64)
+    queue = np.empty(N, dtype=np.int64)
+    nu = np.empty(K, dtype=np.int64)
+    ns = np.empty(K, dtype=np.int64)
+    prev[source] = -1
+    queue[0] = source
+    head, tail = 0, 1
+    while head < tail:
+        v = queue[head]
+        head += 1
+        if v == target:
+            break
+        m = neighbors(v, dims, strides, offs, rank, nu, ns)
+        for t in range(m):
+            u = nu[t]
+            if prev[u] == -2 and rank[u] <= level:
+                prev[u] = v
+                queue[tail] = u
+                tail += 1
+    if prev[target] == -2:
+        return np.zeros(0, dtype=np.int64)
+    n = 1
+    v = target
+    while prev[v] != -1:
+        v = prev[v]
+        n += 1
+    path = np.empty(n, dtype=np.int64)
+    v = target
+    for i in range(n - 1, -1, -1):
+        path[i] = v
+        v = prev[v]
+    return path
