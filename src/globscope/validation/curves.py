@@ -50,7 +50,7 @@ def _times(t) -> torch.Tensor:
     return t
 
 
-@dataclass
+@dataclass(eq=False)  # tensors have no single truth value: curves compare by identity
 class Curve:
     """A curve in weight space from ``start`` (t = 0) to ``end`` (t = 1) bent by one control point.
 
@@ -232,7 +232,6 @@ def train_curve(task: Task, start, end, kind: str = "bezier", steps: int = STEPS
         model = StatisticsProbe(task.make_model()).model
         for p in model.parameters():
             p.requires_grad_(False)
-
         gen = torch.Generator().manual_seed(seed)
         batches = _batches(len(train), batch, gen)
         opt = torch.optim.Adam([control], lr=lr)
