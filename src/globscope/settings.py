@@ -181,12 +181,14 @@ class ConnectSettings(_Settings):
     hub: str | None = None  # curves from this run to every other one (None: the set's last run)
     pairs: tuple = ()  # ("G-A", "G-B", …): these pairs instead of the hub's
     points: int = 31  # real-loss evaluations along each curve and line, ends included
-    steps: int = 300  # training steps of each curve
-    lr: float = 0.05
+    # Adam's steps and learning rate for each curve: on digits-mlp (D = 2410) they take the barrier
+    # between two independently trained models from 0.33 to 0 in half a second on one CPU thread
+    steps: int = 300
+    lr: float = 0.01
     seed: int = 0
 
     def check(self):
-        if self.curve not in ("bezier", "polychain"):
+        if self.curve not in ("bezier", "polychain"):  # validation.curves.CURVES
             raise GlobscopeError(f"curve must be bezier or polychain, not {self.curve!r}")
         if isinstance(self.pairs, str):
             object.__setattr__(self, "pairs", tuple(p for p in self.pairs.split(",") if p))

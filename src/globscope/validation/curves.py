@@ -23,14 +23,10 @@ from torch.func import functional_call
 
 from globscope.errors import Aborted, GlobscopeError
 from globscope.landscape.batchnorm import StatisticsProbe
+from globscope.settings import ConnectSettings
 from globscope.tasks import Task
 
 CURVES = ("bezier", "polychain")
-
-# train_curve's defaults: on digits-mlp (D = 2410) they take the barrier between two independently
-# trained models from 0.33 to 0 in half a second on one CPU thread (train_curve's notes)
-STEPS = 300
-LR = 0.01
 
 
 def _as_vector(w, what: str) -> torch.Tensor:
@@ -158,7 +154,8 @@ def _batches(n: int, size: int, gen: torch.Generator):
             yield perm[s:s + size]
 
 
-def train_curve(task: Task, start, end, kind: str = "bezier", steps: int = STEPS, lr: float = LR,
+def train_curve(task: Task, start, end, kind: str = ConnectSettings.curve, steps: int = ConnectSettings.steps,
+                lr: float = ConnectSettings.lr,
                 t_per_step: int = 4, batch_size: int = 128, seed: int = 0,
                 progress: Callable[[float], None] | None = None,
                 should_abort: Callable[[], bool] | None = None) -> Curve:
