@@ -1,0 +1,1 @@
+"""Fidelity checks of a landscape: mode-connectivity curves, re-basin, saddle paths."""
