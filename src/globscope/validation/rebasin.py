@@ -330,7 +330,8 @@ def activation_matching(spec: PermutationSpec, model_factory: Callable[[], nn.Mo
     and averaging would throw away *where* it fires, which is what tells similar channels apart.
     The groups are matched independently (a unit's activation does not depend on how the units of
     other layers are ordered), each by one linear assignment on the Pearson correlations; no
-    randomness is involved.
+    randomness is involved. Units constant on ``x`` (dead ReLUs) correlate with nothing, so their
+    order among themselves is arbitrary (the function is kept all the same).
 
     Parameters
     ----------
