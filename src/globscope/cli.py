@@ -144,6 +144,8 @@ def _cmd_demo(a, bars):
     print(f"topology of {topo['settings']['array']} simplified at {topo['settings']['persistence']:g} of its range: "
           f"{s['n_basins']} basins for {s['n_variants']} variants; the final checkpoints lie in "
           f"{s['n_basins_of_final_models']} distinct basins")
+    if s.get("connectivity"):
+        _print_validation(s["connectivity"], s["paths"])
     print(f"\nbundle: {root}")
     if s["render"].get("png"):
         print(f"rendered: {root / s['render']['png']}   state: {root / s['render']['state']}")
@@ -240,7 +242,7 @@ def _connect_settings(a):
     from globscope.settings import ConnectSettings
 
     return ConnectSettings().replace(curve=a.curve, hub=a.hub, pairs=getattr(a, "pairs", None), points=a.points,
-                                     steps=a.steps, lr=a.lr, seed=a.seed)
+                                     steps=a.steps, lr=a.lr, seed=a.seed, resolution=a.resolution)
 
 
 def _print_connectivity(rows: list[dict]) -> None:
@@ -256,13 +258,28 @@ def _print_connectivity(rows: list[dict]) -> None:
               f"{r['line_barrier']:>12.3g} {r['curve_barrier']:>13.3g}")
 
 
+def _print_validation(connectivity: dict, paths: list) -> None:
+    """The demo's validation: MAE of each manifold's landscape along each curve, saddle-path barriers."""
+    methods = list(connectivity["median_mae"])
+    print("\nmode connectivity: |landscape - real loss| along each trained curve, mean (MAE)")
+    print(f"{'pair':<8}" + "".join(f"{m:>13}" for m in methods))
+    for pair, per in connectivity["mae"].items():
+        print(f"{pair:<8}" + "".join(f"{per[m]:>13.3g}" if per.get(m) is not None else f"{'-':>13}"
+                                     for m in methods))
+    print(f"{'median':<8}" + "".join(f"{connectivity['median_mae'][m]:>13.3g}" for m in methods) + "   median MAE")
+    for p in paths:
+        print(f"saddle path between basins of {' / '.join(','.join(r) or '-' for r in p['runs'])}: barrier "
+              f"{p['landscape_barrier']:.3g} predicted, {p['decoded_barrier']:.3g} real (decoded path)")
+
+
 def _cmd_connect(a, bars):
     from globscope.settings import LandscapeSettings
     from globscope.validation.connect import connect, landscape_for
 
     models = _models(a, bars)
     fields = Path(a.out) / "fields"
-    lands = [landscape_for(m, models, fields, LandscapeSettings(), progress=bars(f"{Path(m).stem} landscape"))
+    settings = LandscapeSettings().replace(resolution=a.resolution)
+    lands = [landscape_for(m, models, fields, settings, progress=bars(f"{Path(m).stem} landscape"))
              for m in a.manifold]
     report = connect(models, lands, a.out, _connect_settings(a), progress=bars("mode-connectivity curves"))
     _print_connectivity(report["rows"])
@@ -453,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            f"(default {con.points})")
         s.add_argument("--steps", type=_at_least(1), help=f"training steps of each curve (default {con.steps})")
         s.add_argument("--lr", type=float, help=f"learning rate of the curves (default {con.lr})")
+        s.add_argument("--resolution", type=_at_least(2), help="vertices per axis of the fields computed for "
+                                                               "manifolds without one (default: as the bundle's)")
 
     s = sub.add_parser("connect", help="mode-connectivity curves between final checkpoints, measured for real "
                                        "and projected onto manifolds' landscapes")

@@ -186,6 +186,9 @@ class ConnectSettings(_Settings):
     steps: int = 300
     lr: float = 0.01
     seed: int = 0
+    # vertices per axis of the fields computed for manifolds without one (None: the bundle's own
+    # field's resolution); UMAP decodes about 60 points a second, so its field is the costly one
+    resolution: int | None = None
 
     def check(self):
         if self.curve not in ("bezier", "polychain"):  # validation.curves.CURVES
@@ -195,6 +198,8 @@ class ConnectSettings(_Settings):
         if self.points < 2:
             raise GlobscopeError(f"points must be at least 2 (the ends), got {self.points}")
         _positive_int("steps", self.steps)
+        if self.resolution is not None and (not isinstance(self.resolution, int) or self.resolution < 2):
+            raise GlobscopeError(f"resolution must be at least 2 vertices per axis, got {self.resolution!r}")
         if not self.lr > 0:
             raise GlobscopeError(f"lr must be positive, got {self.lr}")
 
@@ -217,7 +222,9 @@ class RebasinSettings(_Settings):
     pairs: int = 32  # pairs trained when the experiment makes its own models
     method: str = "weight"  # "weight" or "activation" matching
     epochs: int | None = None  # None: the task's
-    checkpoint_every: int | None = None  # None: the task's
+    # a checkpoint every 2 epochs: five a trajectory on mnist-mlp, 480 models with the re-basined
+    # ones, which the joint autoencoder fits in minutes on 2 cores
+    checkpoint_every: int | None = 2
     seed: int = 0
 
     def check(self):
@@ -238,7 +245,8 @@ class DemoSettings(_Settings):
     landscape: LandscapeSettings = LandscapeSettings()
     topology: TopologySettings = TopologySettings()
     render: RenderSettings = RenderSettings()
-    connect: ConnectSettings = ConnectSettings()
+    # the other manifolds' fields on a 48² grid: the demo's validation stays near a minute
+    connect: ConnectSettings = ConnectSettings(resolution=48)
     paths: PathSettings = PathSettings()
     with_render: bool = True
     with_validation: bool = True

@@ -320,3 +320,29 @@ def test_project_models_on_an_image_whose_extent_does_not_start_at_0(A, digits_z
     assert covered.any() and (~covered).any()
     np.testing.assert_allclose(got[covered], 2 * Z[covered, 0] - 3 * Z[covered, 1] + 1, rtol=1e-9, atol=1e-9)
     assert np.isnan(got[~covered]).all()
+
+
+def test_validation_reader_keeps_one_manifolds_curves(A, tmp_path):
+    """curves.vtp holds each curve once per manifold; the reader keeps the chosen manifold's."""
+    from globscope.vtkxml import write_poly_data
+
+    from python_filters import vtkconv as vc
+
+    P = np.arange(24.0).reshape(8, 3)
+    write_poly_data(tmp_path / "curves.vtp", P, {"real_loss": np.arange(8.0)}, verts=False,
+                    lines=[np.arange(0, 4), np.arange(4, 8)],
+                    cell_data={"manifold": np.array(["autoencoder", "pca"], dtype=object)})
+    r = A.ValidationReader()
+    r.SetFileName(str(tmp_path / "curves.vtp"))
+    r.SetManifold("pca")
+    r.Update()
+    out = r.GetOutputDataObject(0)
+    assert out.GetNumberOfLines() == 1 and out.GetNumberOfPoints() == 8
+    ids = vc.from_vtk_array(out.GetLines().GetData())
+    assert ids.tolist() == [4, 4, 5, 6, 7]  # the second polyline, by point id
+    r.SetManifold("")
+    r.Update()
+    assert r.GetOutputDataObject(0).GetNumberOfLines() == 2
+    r.SetManifold("umap")
+    r.Update()  # a user mistake: one line in the output window, no output
+    assert r.GetOutputDataObject(0).GetNumberOfLines() == 0

@@ -38,8 +38,24 @@ def test_demo_reproduces_the_papers_checks(demo):
     assert s["n_basins_of_final_models"] == 7
     assert all(b["is_leaf_basin"] for b in s["final_model_basins"].values())
     for f in ["zoo/manifest.json", "manifold.pt", "models.vtp", "reconstruction.csv", "landscape.vti",
-              "landscape.json", "topology/topology.vti", "topology/topology.vtu", "globscope.pvsm"]:
+              "landscape.json", "topology/topology.vti", "topology/topology.vtu", "globscope.pvsm",
+              "manifolds/pca.pt", "manifolds/umap.pt", "validation.json", "validation/report.md",
+              "validation/connectivity.csv", "validation/curves.vtp", "validation/paths.vtp",
+              "validation/connectivity_landscapes.png"]:
         assert (out / f).is_file(), f
+
+
+def test_demo_validates_its_landscape(demo):
+    """The short validation: curves from the hub G to A..F on all four manifolds, saddle paths;
+    summary.json keeps the MAE per pair and manifold, the state draws the curves."""
+    out, stdout = demo
+    s = json.loads((out / "summary.json").read_text())
+    mae = s["connectivity"]["mae"]
+    assert sorted(mae) == [f"G-{v}" for v in "ABCDEF"]
+    assert all(set(m) == {"autoencoder", "pca", "kernel-pca", "umap"} for m in mae.values())
+    assert len(s["paths"]) == s["n_basins"] - 1  # one saddle path per join of two basins
+    assert "median MAE" in stdout
+    assert "GlobscopeValidationReader" in (out / "globscope.pvsm").read_text()
 
 
 def test_state_and_picture_use_the_recorded_threshold(demo):

@@ -21,14 +21,16 @@ VALIDATION = "validation"  # a bundle's validation folder
 MANIFOLDS = "manifolds"  # a bundle's other manifolds (the baselines), one file per method
 
 
-def bundle_landscapes(bundle: Path, progress_factory=None) -> tuple:
+def bundle_landscapes(bundle: Path, resolution: int | None = None, progress_factory=None) -> tuple:
     """The bundle's manifold and models, and the landscapes of its manifold and of every manifold in
-    ``manifolds/`` (computed into ``validation/fields/`` with the bundle's landscape settings)."""
+    ``manifolds/`` (computed into ``validation/fields/`` with the bundle's landscape settings, at
+    ``resolution`` vertices per axis when given)."""
     from globscope.validation.connect import landscape_for
 
     bar = progress_factory or (lambda desc: None)
     man, models = stages.manifold_inputs(bundle / "manifold.pt")
     settings = LandscapeSettings.from_dict(json.loads((bundle / "landscape.json").read_text()).get("settings"))
+    settings = settings.replace(resolution=resolution)
     files = [bundle / "manifold.pt", *sorted((bundle / MANIFOLDS).glob("*.pt"))]
     lands = [landscape_for(f, models, bundle / VALIDATION / "fields", settings, progress=bar(f"{f.stem} landscape"))
              for f in files]
@@ -76,7 +78,7 @@ def validate(bundle, connect: ConnectSettings = ConnectSettings(), paths: PathSe
     if not (bundle / "manifold.pt").is_file() or not (bundle / "landscape.json").is_file():
         raise GlobscopeError(f"{bundle}: not a bundle with a manifold and a landscape (manifold.pt, landscape.json)")
     out = bundle / VALIDATION
-    man, models, landscapes = bundle_landscapes(bundle, progress_factory)
+    man, models, landscapes = bundle_landscapes(bundle, connect.resolution, progress_factory)
     conn = connect_curves(models, landscapes, out, connect, progress=bar("mode-connectivity curves"))
     topo = stages.recorded_topology_settings(bundle)
     field_file = bundle / ("landscape.vti" if man.dim <= 3 else "landscape.npz")
@@ -113,13 +115,16 @@ def report_md(conn: dict, sp: dict, summary: dict, figures: list[str]) -> str:
              "## Mode connectivity", "",
              "Trained curves between final checkpoints; the real loss along each curve against each "
              "manifold's landscape at the curve's projections (evaluation data).", "",
+             "Points whose projection falls outside a manifold's grid have no landscape loss: *outside* "
+             "counts them (of the curve's points), and the errors are over the others.", "",
              "| pair | manifold | curve loss | projection loss | MAE | median abs error | max abs error | "
-             "line barrier | curve barrier |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "outside | line barrier | curve barrier |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in conn["rows"]:
         lines.append(f"| {r['pair']} | {r['manifold']} | {_fmt(r['curve_loss_min'])} – {_fmt(r['curve_loss_max'])} | "
                      f"{_fmt(r['projection_loss_min'])} – {_fmt(r['projection_loss_max'])} | {_fmt(r['mae'])} | "
-                     f"{_fmt(r['median_abs_error'])} | {_fmt(r['max_abs_error'])} | {_fmt(r['line_barrier'])} | "
+                     f"{_fmt(r['median_abs_error'])} | {_fmt(r['max_abs_error'])} | {r['n_outside']} | "
+                     f"{_fmt(r['line_barrier'])} | "
                      f"{_fmt(r['curve_barrier'])} |")
     lines += ["", "Median MAE per manifold: " + ", ".join(
         f"{m} {_fmt(v)}" for m, v in summary["connectivity"]["median_mae"].items()), "",
