@@ -290,15 +290,41 @@ def _cmd_validate(a, bars):
     from globscope.settings import PathSettings
     from globscope.validation.report import validate
 
+    rebasin = None
+    if a.rebasin:
+        from globscope.manifolds import read_manifold_info
+        from globscope.settings import RebasinSettings
+
+        # on the bundle's task, as its manifold records it
+        rebasin = RebasinSettings().replace(task=(read_manifold_info(Path(a.bundle) / "manifold.pt").meta or {})
+                                            .get("task"))
     rec = validate(a.bundle, _connect_settings(a), PathSettings().replace(samples_per_edge=a.samples_per_edge),
-                   progress_factory=bars)
+                   rebasin=rebasin, progress_factory=bars)
     print("mode connectivity, median MAE per manifold: " + ", ".join(
         f"{m} {v:.3g}" for m, v in rec["connectivity"]["median_mae"].items() if v is not None))
     for p in rec["paths"]:
         print(f"saddle path {p['saddle']} ({' / '.join(','.join(r) or '-' for r in p['runs'])}): barrier "
               f"{p['landscape_barrier']:.3g} predicted, {p['decoded_barrier']:.3g} decoded, "
               f"{p['weight_line_barrier']:.3g} in weight space")
+    if "rebasin" in rec:
+        rb = rec["rebasin"]
+        print(f"re-basin: {rb['n_pairs']} pairs, partner-basin rate {rb['partner_basin_rate']:.0%}, straight-line "
+              f"barrier median {rb['median_barrier_before']:.3g} before, {rb['median_barrier_after']:.3g} after")
     print(f"wrote {Path(a.bundle) / 'validation' / 'report.md'} and {Path(a.bundle) / 'validation.json'}")
+
+
+def _cmd_paths(a, bars):
+    from globscope import stages
+    from globscope.settings import PathSettings
+    from globscope.validation.report import bundle_paths
+
+    man, models = stages.manifold_inputs(Path(a.bundle) / "manifold.pt")
+    sp = bundle_paths(Path(a.bundle), man, models, PathSettings().replace(samples_per_edge=a.samples_per_edge))
+    for p in sp["paths"]:
+        print(f"saddle path {p['saddle']} ({' / '.join(','.join(r) or '-' for r in p['runs'])}): barrier "
+              f"{p['landscape_barrier']:.3g} predicted, {p['decoded_barrier']:.3g} decoded, "
+              f"{p['weight_line_barrier']:.3g} in weight space; |landscape - decoded| mean {p['mae']:.3g}")
+    print(f"wrote paths.json, paths.vtp, paths.png -> {Path(a.bundle) / 'validation'}")
 
 
 def _cmd_rebasin(a, bars):
@@ -307,7 +333,8 @@ def _cmd_rebasin(a, bars):
 
     own = a.set is not None
     settings = RebasinSettings().replace(task=a.task, pairs=None if own else a.pairs and int(a.pairs),
-                                         method=a.method, epochs=a.epochs, checkpoint_every=a.every, seed=a.seed)
+                                         method=a.method, epochs=a.epochs, checkpoint_every=a.every, seed=a.seed,
+                                         fit_epochs=a.fit_epochs)
     if not own and a.pairs and not a.pairs.isdigit():
         raise GlobscopeError(f"--pairs {a.pairs}: a number of pairs to train (or give your checkpoint set)")
     fit = FitSettings().replace(dim=a.dim, seed=a.seed)
@@ -317,7 +344,7 @@ def _cmd_rebasin(a, bars):
           f"{r['partner_basin_rate']:.0%} (before re-basin {r['partner_basin_rate_before']:.0%}); straight-line "
           f"barrier median {r['median_barrier_before']:.3g} before, {r['median_barrier_after']:.3g} after; "
           f"largest output difference of a permuted network {r['max_output_diff']:.2g}")
-    print(f"wrote rebasin.json, rebasin.csv, rebasin.vtp -> {a.out}")
+    print(f"wrote rebasin.json, rebasin.csv, rebasin.vtp, rebasin.png -> {a.out}")
 
 
 def _at_least(low: int):
@@ -489,9 +516,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bundle")
     curve_args(s)
     s.add_argument("--seed", type=int, help=f"default {con.seed}")
+    s.add_argument("--rebasin", action="store_true",
+                   help="also the re-basin experiment on the bundle's task (pairs trained into validation/rebasin/)")
     s.add_argument("--samples-per-edge", type=_at_least(1),
                    help=f"saddle paths: latent points per grid edge (default {pth.samples_per_edge})")
     s.set_defaults(fn=_cmd_validate)
+
+    s = sub.add_parser("paths", help="a bundle's saddle paths: the landscape's minimax paths between joined "
+                                     "basins, decoded and evaluated for real")
+    s.add_argument("bundle")
+    s.add_argument("--samples-per-edge", type=_at_least(1),
+                   help=f"latent points per grid edge (default {pth.samples_per_edge})")
+    s.set_defaults(fn=_cmd_paths)
 
     s = sub.add_parser("rebasin", help="Git Re-Basin on pairs of networks, one joint landscape: partner-basin "
                                        "rate and straight-line barriers before and after")
@@ -504,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=_at_least(1), help="checkpoint every K epochs (default: the task's)")
     s.add_argument("--seed", type=int, help=f"default {reb.seed}")
     s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"latent dimension (default {fit.dim})")
+    s.add_argument("--fit-epochs", type=_at_least(1),
+                   help=f"most epochs of the joint autoencoder (default {reb.fit_epochs})")
     s.add_argument("--out", required=True, help="the experiment's folder")
     s.set_defaults(fn=_cmd_rebasin)
 

@@ -138,6 +138,7 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
     rebasined, reports = rebasin_runs(cs, task, pair_list, out, settings.method, settings.seed)
     joint = joint_set(cs, rebasined, out)
     models = stages.load_models(joint, task.name, progress=bar("reading checkpoints"))
+    fit = fit if fit.epochs or fit.method != "autoencoder" else fit.replace(epochs=settings.fit_epochs)
     man = stages.fit(models, fit, out=out / "manifold.pt", progress=bar(f"fitting {fit.method}"))
     Z, errors = stages.project(man, models)
     write_model_points(out / "models.vtp", Z, joint, errors)
@@ -174,6 +175,9 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
         "median_barrier_after": float(np.median([r["barrier_after"] for r in rows])) if n else None,
         "pairs": rows}
     write_points(out / "rebasin.vtp", joint, Z, errors, reports, rows)
+    from globscope.validation import plots
+
+    plots.rebasin(report, out / "rebasin.png")
     write_json(out / "rebasin.json", report)
     buf = io.StringIO()
     if rows:

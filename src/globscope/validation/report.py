@@ -13,7 +13,7 @@ import numpy as np
 from globscope import stages
 from globscope.errors import GlobscopeError
 from globscope.fileio import write_json, write_text
-from globscope.settings import ConnectSettings, LandscapeSettings, PathSettings
+from globscope.settings import ConnectSettings, LandscapeSettings, PathSettings, RebasinSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +57,44 @@ def summary_of(connectivity: dict, paths: dict) -> dict:
                        "curve_barrier": p.get("curve", {}).get("curve_barrier")} for p in paths["paths"]]}
 
 
+def bundle_paths(bundle: Path, man, models, settings: PathSettings = PathSettings(),
+                 curve_barriers: dict | None = None) -> dict:
+    """The saddle paths of a bundle's landscape (``validation/paths.json``, ``.vtp``, ``.png``): its
+    topology array and threshold as recorded, the runs whose final model lies in each basin, and the
+    trained curves' barriers when given."""
+    from globscope.topology import analyze
+    from globscope.topology.export import read_grid_field
+    from globscope.validation import plots
+    from globscope.validation.paths import saddle_paths
+
+    topo = stages.recorded_topology_settings(bundle)
+    field = read_grid_field(bundle / ("landscape.vti" if man.dim <= 3 else "landscape.npz"), topo.array)
+    result = analyze(field.values, topo.persistence, topo.absolute)
+    Z, _ = stages.project(man, models)
+    variants_of = {}
+    for run, b in stages.final_model_basins(bundle / stages.TOPOLOGY, Z, models.cs).items():
+        if b["minimum_vertex"] is not None:
+            variants_of.setdefault(b["minimum_vertex"], []).append(run)
+    out = bundle / VALIDATION
+    sp = saddle_paths(man, models.require_task(str(bundle)), field, result, result.simplification.threshold, out,
+                      settings, variants_of=variants_of, curve_barriers=curve_barriers)
+    plots.saddle_paths(sp, out / "paths.png")
+    return sp
+
+
 def validate(bundle, connect: ConnectSettings = ConnectSettings(), paths: PathSettings = PathSettings(),
-             progress_factory=None) -> dict:
+             rebasin: RebasinSettings | None = None, progress_factory=None) -> dict:
     """Mode connectivity (every manifold of the bundle) and saddle paths (its own manifold) on a
-    bundle made by the demo or the pipeline's stages; writes ``validation/``.
+    bundle made by the demo or the pipeline's stages, and with ``rebasin`` the re-basin experiment
+    (into ``validation/rebasin/``); writes ``validation/``.
 
     Returns
     -------
     dict
         ``validation.json``: the settings, the summary (:func:`summary_of`), the files.
     """
-    from globscope.topology import analyze
-    from globscope.topology.export import read_grid_field
     from globscope.validation import plots
     from globscope.validation.connect import connect as connect_curves
-    from globscope.validation.paths import saddle_paths
 
     bar = progress_factory or (lambda desc: None)
     bundle = Path(bundle)
@@ -80,23 +103,19 @@ def validate(bundle, connect: ConnectSettings = ConnectSettings(), paths: PathSe
     out = bundle / VALIDATION
     man, models, landscapes = bundle_landscapes(bundle, connect.resolution, progress_factory)
     conn = connect_curves(models, landscapes, out, connect, progress=bar("mode-connectivity curves"))
-    topo = stages.recorded_topology_settings(bundle)
-    field_file = bundle / ("landscape.vti" if man.dim <= 3 else "landscape.npz")
-    field = read_grid_field(field_file, topo.array)
-    result = analyze(field.values, topo.persistence, topo.absolute)
-    Z, _ = stages.project(man, models)
-    basins = stages.final_model_basins(bundle / stages.TOPOLOGY, Z, models.cs)
-    variants_of = {}
-    for run, b in basins.items():
-        if b["minimum_vertex"] is not None:
-            variants_of.setdefault(b["minimum_vertex"], []).append(run)
     barriers = {name: p["curve_barrier"] for name, p in conn["pairs"].items()}
-    sp = saddle_paths(man, models.require_task(str(bundle)), field, result, result.simplification.threshold, out,
-                      paths, variants_of=variants_of, curve_barriers=barriers)
+    sp = bundle_paths(bundle, man, models, paths, curve_barriers=barriers)
     figures = [plots.connectivity_losses(conn, out / "connectivity_loss.png").name,
                plots.curves_over_landscapes(conn, landscapes, out / "connectivity_landscapes.png").name,
-               plots.saddle_paths(sp, out / "paths.png").name]
+               "paths.png"]
     summary = summary_of(conn, sp)
+    if rebasin is not None:
+        from globscope.validation.rebasin_experiment import rebasin_experiment
+
+        rb = rebasin_experiment(out / "rebasin", rebasin, progress_factory=progress_factory)
+        figures.append("rebasin/rebasin.png")  # the experiment draws it
+        summary["rebasin"] = {k: rb[k] for k in ("n_pairs", "partner_basin_rate", "partner_basin_rate_before",
+                                                 "median_barrier_before", "median_barrier_after", "max_output_diff")}
     write_text(out / "report.md", report_md(conn, sp, summary, figures))
     record = {"settings": {"connect": connect.to_dict(), "paths": paths.to_dict()}, **summary,
               "files": ["connectivity.json", "connectivity.csv", "curves.safetensors", "curves.vtp", "paths.json",
@@ -141,7 +160,17 @@ def report_md(conn: dict, sp: dict, summary: dict, figures: list[str]) -> str:
                      f"{_fmt(p['weight_line_barrier'])} | {_fmt(p.get('curve', {}).get('curve_barrier'))} | "
                      f"{_fmt(p['mae'])} |")
     lines += ["", f"![saddle paths]({figures[2]})", ""]
+    if "rebasin" in summary:
+        rb = summary["rebasin"]
+        lines += ["## Re-basin", "",
+                  f"{rb['n_pairs']} pairs, the second of each permuted into the first's basin (its trajectory "
+                  "with it), one joint landscape (`rebasin/`).", "",
+                  "| partner-basin rate | before re-basin | straight-line barrier before | after | "
+                  "largest output difference |", "| --- | --- | --- | --- | --- |",
+                  f"| {rb['partner_basin_rate']:.0%} | {rb['partner_basin_rate_before']:.0%} | "
+                  f"{_fmt(rb['median_barrier_before'])} | {_fmt(rb['median_barrier_after'])} | "
+                  f"{_fmt(rb['max_output_diff'], '.2g')} |", "", f"![re-basin]({figures[3]})", ""]
     return "\n".join(lines)
 
 
-__all__ = ["validate", "bundle_landscapes", "summary_of", "report_md", "VALIDATION", "MANIFOLDS"]
+__all__ = ["validate", "bundle_paths", "bundle_landscapes", "summary_of", "report_md", "VALIDATION", "MANIFOLDS"]
