@@ -5,9 +5,9 @@ Steps: ``zoo`` (train the digits-mlp model zoo) → ``manifold`` (fit the autoen
 ``compare`` (the baselines, saved in manifolds/, and the reconstruction MSE of every method) →
 ``points`` (models.vtp) → ``landscape`` (the loss field on the latent grid: landscape.vti,
 landscape.json) → ``topology`` (basins of log10 loss: topology/) → ``render`` (landscape.png,
-globscope.pvsm through pvbatch) → ``validation`` (mode-connectivity curves projected onto every
-manifold, saddle paths: validation/) → ``summary.json``. Each step is reused when its settings and
-the files it reads are unchanged.
+globscope.pvsm through pvbatch) → ``summary.json``, with ``validation`` (mode-connectivity curves
+projected onto every manifold, saddle paths: validation/) before the render, which draws its
+curves. Each step is reused when its settings and the files it reads are unchanged.
 """
 
 from __future__ import annotations
@@ -95,6 +95,15 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
                        lambda: stages.topology(land_file, topo, ts, progress=bar("topology")))
     basins = stages.final_model_basins(topo, Z, cs)
 
+    validation = {}
+    if settings.with_validation:
+        validation = b.stage("validation", {**inputs, "landscape": hash_file(land_file),
+                                            "topology": hash_file(topo / stages.TOPOLOGY_JSON),
+                                            "baselines": [hash_file(root / MANIFOLDS / f"{m}.pt") for m in baselines],
+                                            "connect": settings.connect.to_dict(), "paths": settings.paths.to_dict()},
+                             [f"{VALIDATION}/report.md", "validation.json"],
+                             lambda: validate(root, settings.connect, settings.paths, progress_factory=bar))
+
     render = {}
     if settings.fit.dim <= 3 and settings.with_render:
         from globscope.paraview_launch import state_script
@@ -110,17 +119,9 @@ def run_demo(out, settings: DemoSettings = DemoSettings(), progress_factory=None
         render = b.stage("render", {"landscape": hash_file(land_file),
                                     "topology": hash_file(topo / stages.TOPOLOGY_JSON),
                                     "state": hash_file(state_script()),
+                                    "validation": validation.get("files") and hash_file(root / "validation.json"),
                                     **settings.render.to_dict()},
                          ["landscape.png", "globscope.pvsm"], draw)
-
-    validation = {}
-    if settings.with_validation:
-        validation = b.stage("validation", {**inputs, "landscape": hash_file(land_file),
-                                            "topology": hash_file(topo / stages.TOPOLOGY_JSON),
-                                            "baselines": [hash_file(root / MANIFOLDS / f"{m}.pt") for m in baselines],
-                                            "connect": settings.connect.to_dict(), "paths": settings.paths.to_dict()},
-                             [f"{VALIDATION}/report.md", "validation.json"],
-                             lambda: validate(root, settings.connect, settings.paths, progress_factory=bar))
 
     summary = read_json(root / "summary.json", default={})
     summary.update({

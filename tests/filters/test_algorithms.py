@@ -325,7 +325,6 @@ def test_project_models_on_an_image_whose_extent_does_not_start_at_0(A, digits_z
 def test_validation_reader_keeps_one_manifolds_curves(A, tmp_path):
     """curves.vtp holds each curve once per manifold; the reader keeps the chosen manifold's."""
     from globscope.vtkxml import write_poly_data
-
     from python_filters import vtkconv as vc
 
     P = np.arange(24.0).reshape(8, 3)
