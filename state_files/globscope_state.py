@@ -115,11 +115,7 @@ def _show_curves(bundle, view, array, scale, lift, extent):
     lut = simple.GetColorTransferFunction("real_loss")
     lut.ApplyPreset("Inferno (matplotlib)", True)
     d.LookupTable = lut
-    d.SetScalarBarVisibility(view, True)
-    bar = simple.GetScalarBar(lut, view)
-    bar.Title = "curve loss"
-    bar.ComponentTitle = ""
-    _place_bar(bar, (0.80, 0.52), 0.40)
+    _legend(d, lut, view, "curve loss", (0.80, 0.52), 0.40)
     return tubes
 
 
@@ -150,7 +146,12 @@ def _variant_names(models) -> dict:
     return names
 
 
-def _place_bar(bar, position, length):
+def _legend(display, lut, view, title, position, length):
+    """The display's colour legend, titled and placed (fractions of the view)."""
+    display.SetScalarBarVisibility(view, True)
+    bar = simple.GetScalarBar(lut, view)
+    bar.Title = title
+    bar.ComponentTitle = ""
     bar.WindowLocation = "Any Location"
     bar.Orientation = "Vertical"
     bar.Position = list(position)
@@ -237,11 +238,7 @@ def _show_models(path, colour, names, view, simp, array, scale, lift, extent, is
         simple.ColorBy(md, ("POINTS", colour))
         md.LookupTable = lut
         md.Specular = 0.3
-    md.SetScalarBarVisibility(view, True)
-    bar = simple.GetScalarBar(lut, view)
-    bar.Title = "variant" if colour == "variant_id" else colour
-    bar.ComponentTitle = ""
-    _place_bar(bar, (0.90, 0.06), 0.36)
+    _legend(md, lut, view, "variant" if colour == "variant_id" else colour, (0.90, 0.06), 0.36)
 
 
 def build_landscape(bundle, size=RenderSettings.size):
@@ -310,11 +307,7 @@ def build_landscape(bundle, size=RenderSettings.size):
     simple.ColorBy(sd, ("POINTS", array))
     sd.LookupTable = lut
     sd.Specular = 0.15
-    sd.SetScalarBarVisibility(view, True)
-    bar = simple.GetScalarBar(lut, view)
-    bar.Title = ARRAY_TITLES.get(array, array)
-    bar.ComponentTitle = ""
-    _place_bar(bar, (0.90, 0.52), 0.40)
+    _legend(sd, lut, view, ARRAY_TITLES.get(array, array), (0.90, 0.52), 0.40)
 
     rebasin_file = os.path.join(bundle, "rebasin.vtp")
     if os.path.isfile(rebasin_file):  # a re-basin experiment: partners and re-basined models by role

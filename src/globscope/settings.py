@@ -50,6 +50,13 @@ def _positive_int(what: str, v) -> None:
         raise GlobscopeError(f"{what} must be a positive integer, got {v!r}")
 
 
+def _positive_or_none(**values) -> None:
+    """Settings that are a positive integer, or None for "the default of what runs them"."""
+    for what, v in values.items():
+        if v is not None:
+            _positive_int(what, v)
+
+
 @dataclass(frozen=True)
 class ZooSettings(_Settings):
     """A model zoo: ``n_variants`` variants (A, B, …) of ``task``, a checkpoint every few epochs."""
@@ -66,9 +73,7 @@ class ZooSettings(_Settings):
         _positive_int("the number of variants", self.n_variants)
         if self.n_variants > self.MAX_VARIANTS:
             raise GlobscopeError(f"at most {self.MAX_VARIANTS} variants (named A..Z), got {self.n_variants}")
-        for what, v in (("epochs", self.epochs), ("checkpoint_every", self.checkpoint_every)):
-            if v is not None:
-                _positive_int(what, v)
+        _positive_or_none(epochs=self.epochs, checkpoint_every=self.checkpoint_every)
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,7 @@ class FitSettings(_Settings):
         object.__setattr__(self, "method", MANIFOLD_METHODS.name(self.method))  # a code (ParaView's) → its name
         if self.dim not in LATENT_DIMS:
             raise GlobscopeError(f"latent dimension must be one of {LATENT_DIMS}, not {self.dim!r}")
-        if self.epochs is not None:
-            _positive_int("epochs", self.epochs)
+        _positive_or_none(epochs=self.epochs)
 
     def manifold_params(self) -> dict:
         """Keyword arguments of ``make_manifold`` beyond method and dimension."""
@@ -123,10 +127,8 @@ class LandscapeSettings(_Settings):
         object.__setattr__(self, "bn", BN_MODES.name(self.bn))
         if self.formulation not in FORMULATIONS:
             raise GlobscopeError(f"formulation must be one of {', '.join(FORMULATIONS)}, not {self.formulation!r}")
-        for what, v in (("chunk_points", self.chunk_points), ("calibration_size", self.calibration_size),
-                        ("max_batch_models", self.max_batch_models), ("threads", self.threads)):
-            if v is not None:
-                _positive_int(what, v)
+        _positive_or_none(chunk_points=self.chunk_points, calibration_size=self.calibration_size,
+                          max_batch_models=self.max_batch_models, threads=self.threads)
 
     def n_points(self, dim: int) -> int:
         """Grid vertices in all for a ``dim``-D manifold."""
@@ -235,9 +237,7 @@ class RebasinSettings(_Settings):
         _positive_int("fit_epochs", self.fit_epochs)
         if self.method not in ("weight", "activation"):
             raise GlobscopeError(f"method must be weight or activation (matching), not {self.method!r}")
-        for what, v in (("epochs", self.epochs), ("checkpoint_every", self.checkpoint_every)):
-            if v is not None:
-                _positive_int(what, v)
+        _positive_or_none(epochs=self.epochs, checkpoint_every=self.checkpoint_every)
 
 
 @dataclass(frozen=True)
