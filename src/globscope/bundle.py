@@ -27,10 +27,10 @@ FORMAT_VERSION = 1
 class Bundle:
     """An output folder with a manifest of settings, input hashes and finished stages."""
 
-    def __init__(self, root):
+    def __init__(self, root, record: str = "manifest.json"):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / "manifest.json"
+        self.path = self.root / record  # another name where the folder's manifest.json is a checkpoint set's
         try:
             self.manifest = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -53,6 +53,7 @@ class Bundle:
         if done and done.get("key") == h and all((self.root / o).exists() for o in outputs):
             log.info("stage %s: reusing cached result", name)
             done["reused"] = True
+            self.save()  # the record tells what the last run did
             return done.get("result") or {}
         t0 = time.perf_counter()
         result = run() or {}

@@ -266,7 +266,9 @@ def _print_validation(connectivity: dict, paths: list) -> None:
     for pair, per in connectivity["mae"].items():
         print(f"{pair:<8}" + "".join(f"{per[m]:>13.3g}" if per.get(m) is not None else f"{'-':>13}"
                                      for m in methods))
-    print(f"{'median':<8}" + "".join(f"{connectivity['median_mae'][m]:>13.3g}" for m in methods) + "   median MAE")
+    med = connectivity["median_mae"]
+    print(f"{'median':<8}" + "".join(f"{med[m]:>13.3g}" if med[m] is not None else f"{'-':>13}" for m in methods)
+          + "   median MAE")
     for p in paths:
         print(f"saddle path between basins of {' / '.join(','.join(r) or '-' for r in p['runs'])}: barrier "
               f"{p['landscape_barrier']:.3g} predicted, {p['decoded_barrier']:.3g} real (decoded path)")
@@ -274,13 +276,11 @@ def _print_validation(connectivity: dict, paths: list) -> None:
 
 def _cmd_connect(a, bars):
     from globscope.settings import LandscapeSettings
-    from globscope.validation.connect import connect, landscape_for
+    from globscope.validation.connect import connect, landscapes
 
     models = _models(a, bars)
-    fields = Path(a.out) / "fields"
-    settings = LandscapeSettings().replace(resolution=a.resolution)
-    lands = [landscape_for(m, models, fields, settings, progress=bars(f"{Path(m).stem} landscape"))
-             for m in a.manifold]
+    lands = landscapes(a.manifold, models, Path(a.out) / "fields", LandscapeSettings().replace(resolution=a.resolution),
+                       bars)
     report = connect(models, lands, a.out, _connect_settings(a), progress=bars("mode-connectivity curves"))
     _print_connectivity(report["rows"])
     print(f"wrote connectivity.json, connectivity.csv, curves.safetensors, curves.vtp -> {a.out}")
@@ -296,8 +296,11 @@ def _cmd_validate(a, bars):
         from globscope.settings import RebasinSettings
 
         # on the bundle's task, as its manifold records it
-        rebasin = RebasinSettings().replace(task=(read_manifold_info(Path(a.bundle) / "manifold.pt").meta or {})
-                                            .get("task"))
+        task = (read_manifold_info(Path(a.bundle) / "manifold.pt").meta or {}).get("task")
+        if task is None:
+            raise GlobscopeError(f"{Path(a.bundle) / 'manifold.pt'} records no task to run the re-basin experiment "
+                                 "on; run `globscope rebasin --task …` instead")
+        rebasin = RebasinSettings().replace(task=task)
     rec = validate(a.bundle, _connect_settings(a), PathSettings().replace(samples_per_edge=a.samples_per_edge),
                    rebasin=rebasin, progress_factory=bars)
     print("mode connectivity, median MAE per manifold: " + ", ".join(
@@ -328,18 +331,19 @@ def _cmd_paths(a, bars):
 
 
 def _cmd_rebasin(a, bars):
-    from globscope.settings import FitSettings, RebasinSettings
+    from globscope.settings import FitSettings, RebasinSettings, TopologySettings
     from globscope.validation.rebasin_experiment import rebasin_experiment
 
     own = a.set is not None
-    settings = RebasinSettings().replace(task=a.task, pairs=None if own else a.pairs and int(a.pairs),
-                                         method=a.method, epochs=a.epochs, checkpoint_every=a.every, seed=a.seed,
-                                         fit_epochs=a.fit_epochs)
     if not own and a.pairs and not a.pairs.isdigit():
         raise GlobscopeError(f"--pairs {a.pairs}: a number of pairs to train (or give your checkpoint set)")
+    settings = RebasinSettings().replace(task=None if own else a.task, pairs=None if own else a.pairs and int(a.pairs),
+                                         method=a.method, epochs=a.epochs, checkpoint_every=a.every, seed=a.seed,
+                                         fit_epochs=a.fit_epochs)
     fit = FitSettings().replace(dim=a.dim, seed=a.seed)
-    r = rebasin_experiment(a.out, settings, checkpoint_set=a.set, pairs=a.pairs if own else None, fit=fit,
-                           progress_factory=bars)
+    r = rebasin_experiment(a.out, settings, checkpoint_set=a.set, pairs=a.pairs if own else None,
+                           task=a.task if own else None, prefix=a.prefix, fit=fit,
+                           topology=TopologySettings().replace(persistence=a.persistence), progress_factory=bars)
     print(f"{r['n_pairs']} pairs, {r['n_models']} models, {r['n_basins']} basins: partner-basin rate "
           f"{r['partner_basin_rate']:.0%} (before re-basin {r['partner_basin_rate_before']:.0%}); straight-line "
           f"barrier median {r['median_barrier_before']:.3g} before, {r['median_barrier_after']:.3g} after; "
@@ -412,11 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help=f"default {zoo.seed}")
     s.set_defaults(fn=_cmd_zoo)
 
-    def set_args(s):
+    def set_args(s, dim=True):
         s.add_argument("set", help="checkpoint set: manifest.json, its folder, or a VARIANT/epoch_K tree")
         s.add_argument("--task", help=f"overrides the manifest's task: {tasks_help}")
         s.add_argument("--prefix", help="key prefix to strip, e.g. Lightning's 'model.'")
-        s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"latent dimension (default {fit.dim})")
+        if dim:
+            s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"latent dimension (default {fit.dim})")
         s.add_argument("--seed", type=int, help=f"default {fit.seed}")
 
     s = sub.add_parser("fit", help="fit a manifold to a checkpoint set")
@@ -502,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("connect", help="mode-connectivity curves between final checkpoints, measured for real "
                                        "and projected onto manifolds' landscapes")
-    set_args(s)
+    set_args(s, dim=False)
     curve_args(s)
     s.add_argument("--pairs", help="A-B,C-D: these pairs instead of the hub's")
     s.add_argument("--manifold", action="append", required=True,
@@ -532,8 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("rebasin", help="Git Re-Basin on pairs of networks, one joint landscape: partner-basin "
                                        "rate and straight-line barriers before and after")
     s.add_argument("set", nargs="?", help="your checkpoint set (then --pairs A-B,C-D); default: train pairs")
-    s.add_argument("--task", help=f"{tasks_help} (default {reb.task})")
-    s.add_argument("--prefix", help="key prefix to strip, e.g. Lightning's 'model.'")
+    s.add_argument("--task", help=f"{tasks_help} (default {reb.task}; with your set, overrides its manifest's)")
+    s.add_argument("--prefix", help="your set: key prefix to strip, e.g. Lightning's 'model.'")
     s.add_argument("--pairs", help=f"number of pairs to train (default {reb.pairs}), or A-B,C-D of your set")
     s.add_argument("--method", choices=("weight", "activation"), help=f"matching (default {reb.method})")
     s.add_argument("--epochs", type=_at_least(1), help="training epochs (default: the task's)")
@@ -542,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"latent dimension (default {fit.dim})")
     s.add_argument("--fit-epochs", type=_at_least(1),
                    help=f"most epochs of the joint autoencoder (default {reb.fit_epochs})")
+    s.add_argument("--persistence", type=float, help=f"basins' simplification threshold, a fraction of the "
+                                                     f"log-loss range (default {topo.persistence}); a rerun into "
+                                                     "the same --out reuses the models and the manifold")
     s.add_argument("--out", required=True, help="the experiment's folder")
     s.set_defaults(fn=_cmd_rebasin)
 

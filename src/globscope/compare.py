@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 import numpy as np
 
-from globscope.fileio import write_json, write_text
+from globscope.fileio import write_csv, write_json
 from globscope.manifolds import METHODS, make_manifold
 
 
@@ -48,11 +45,7 @@ def format_table(rows: list[dict]) -> str:
 
 def write_table(rows: list[dict], out_csv, out_json=None) -> None:
     """Write the rows as CSV (and JSON, keyed by method), atomically."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["method", "dim", "mse", "fit_seconds"], lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    write_text(out_csv, buf.getvalue())
+    write_csv(out_csv, rows, ["method", "dim", "mse", "fit_seconds"])
     if out_json:
         write_json(out_json, {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in rows})
 

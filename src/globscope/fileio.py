@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -45,6 +47,18 @@ def write_text(path, text: str) -> None:
 
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
+
+
+def write_csv(path, rows: list[dict], fieldnames: list[str] | None = None) -> None:
+    """Rows of dicts as CSV, columns ``fieldnames`` (default: the first row's keys); an empty
+    file when there are no rows and no ``fieldnames``."""
+    fieldnames = fieldnames or (list(rows[0]) if rows else [])
+    buf = io.StringIO()
+    if fieldnames:
+        w = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def _json_default(o):

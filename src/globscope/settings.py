@@ -249,7 +249,7 @@ class DemoSettings(_Settings):
     landscape: LandscapeSettings = LandscapeSettings()
     topology: TopologySettings = TopologySettings()
     render: RenderSettings = RenderSettings()
-    # the other manifolds' fields on a 48² grid: the demo's validation stays near a minute
+    # the other manifolds' fields on a 48² grid: the demo's validation stays near 30 s
     connect: ConnectSettings = ConnectSettings(resolution=48)
     paths: PathSettings = PathSettings()
     with_render: bool = True

@@ -244,6 +244,22 @@ TOPOLOGY = "topology"  # a bundle's topology folder
 TOPOLOGY_JSON = "topology.json"  # what the topology stage records (counts, files, settings)
 
 
+def landscape_record(folder) -> dict:
+    """The ``landscape.json`` a landscape stage wrote into ``folder``: its settings, its field's
+    file (``files[0]``), the manifold it was computed for."""
+    path = Path(folder) / "landscape.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        record, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "no settings or no field file"
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict) or not record.get("files"):
+        raise GlobscopeError(f"{path}: no readable landscape record ({why}); "
+                             "compute it with `globscope landscape` or the demo")
+    return record
+
+
 def recorded_topology_settings(bundle) -> TopologySettings:
     """The settings a bundle's topology was computed with (``topology/topology.json``), or the
     defaults when it has none: what its state and renders show."""
@@ -338,4 +354,4 @@ def render(bundle, out_png=None, settings: RenderSettings = RenderSettings(), st
 
 __all__ = ["open_set", "task_name_of", "Models", "load_models", "manifold_meta", "fit", "manifold_inputs",
            "models_for", "project", "landscape", "landscape_of", "topology", "recorded_topology_settings",
-           "final_model_basins", "render", "TOPOLOGY", "TOPOLOGY_JSON"]
+           "final_model_basins", "landscape_record", "render", "TOPOLOGY", "TOPOLOGY_JSON"]

@@ -16,6 +16,8 @@ def globscope(*args, cwd=None):
     (["landscape", "m.pt", "--resolution", "8", "--chunk-points", "0", "--out", "o"],
      "--chunk-points: must be at least 1"),
     (["zoo", "digits-mlp", "--out", "o", "--epochs", "x"], "--epochs: 'x' is not an integer"),
+    (["rebasin", "--pairs", "A-B", "--out", "o"], "--pairs A-B: a number of pairs to train"),
+    (["connect", "set", "--dim", "2", "--manifold", "m.pt", "--out", "o"], "unrecognized arguments: --dim"),
 ])
 def test_bad_arguments_are_refused_by_name(args, message, tmp_path):
     r = globscope(*args, cwd=tmp_path)
@@ -31,3 +33,5 @@ def test_input_errors_name_the_file_without_a_traceback(tmp_path):
     assert r.returncode == 2 and "m.pt: not a readable Globscope manifold" in r.stderr
     r = globscope("topology", tmp_path / "missing.vti", "--out", tmp_path / "t")
     assert r.returncode == 2 and "missing.vti: file not found" in r.stderr
+    r = globscope("validate", tmp_path)
+    assert r.returncode == 2 and "not a bundle with a manifold and a landscape" in r.stderr

@@ -10,8 +10,6 @@ manifold's field). The agreement of the two is the landscape's fidelity along th
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ import torch
 from globscope import names as N
 from globscope.checkpoints import CheckpointSet
 from globscope.errors import GlobscopeError
-from globscope.fileio import atomic_path, hash_file, write_json, write_text
+from globscope.fileio import atomic_path, hash_file, write_csv, write_json
 from globscope.settings import ConnectSettings
 
 log = logging.getLogger(__name__)
@@ -53,29 +51,51 @@ def read_landscape(name: str, manifold, field_file) -> Landscape:
     return Landscape(name, manifold, f.grid, f.values)
 
 
-def landscape_for(manifold_path, models, fields, settings, progress=None) -> Landscape:
-    """A manifold file's landscape: the one beside it (a ``landscape.json`` that names this file,
-    as a bundle has) or, when it has none, the one computed into ``fields/<file stem>/`` with
-    ``settings`` (a ``LandscapeSettings``; finished chunks there are reused).
+def landscape_names(manifold_paths) -> list[str]:
+    """What the tables call each manifold: its method, or its file's stem where two share a method."""
+    from globscope.manifolds import read_manifold_info
+
+    paths = [Path(p) for p in manifold_paths]
+    methods = [read_manifold_info(p).method for p in paths]
+    for names in (methods, [p.stem for p in paths]):
+        if len(set(names)) == len(names):
+            return names
+    raise GlobscopeError(f"manifolds {', '.join(map(str, paths))}: two share a method and a file name; "
+                         "rename one so the tables can tell them apart")
+
+
+def landscapes(manifold_paths, models, fields, settings, progress_factory=None) -> list[Landscape]:
+    """Each manifold file's landscape, named by :func:`landscape_names`: the one beside it (a
+    ``landscape.json`` that names this file, as a bundle has) or, when it has none, the one
+    computed into ``fields/<name>/`` with ``settings`` (a ``LandscapeSettings``; finished chunks
+    there are reused).
 
     Parameters
     ----------
+    manifold_paths : list of path
     models : globscope.stages.Models
-        The models whose task evaluates the field (and whose box the grid spans).
+        The models whose task evaluates the fields (and whose box their grids span).
+    progress_factory : callable(description) -> progress(fraction), optional
     """
     from globscope.fileio import read_json
     from globscope.manifolds import load_manifold
     from globscope.stages import landscape_of
 
-    path = Path(manifold_path).resolve()
-    man = load_manifold(path)
-    digest = hash_file(path)
-    beside = read_json(path.parent / "landscape.json", default={})
-    if beside.get("manifold_id") == digest and beside.get("files"):  # this file's field, wherever the bundle is
-        return read_landscape(man.method, man, path.parent / beside["files"][0])
-    folder = Path(fields) / path.stem
-    s = landscape_of(man, models, folder, settings, manifold_path=path, manifold_id=digest, progress=progress)
-    return read_landscape(man.method, man, folder / s["files"][0])
+    bar = progress_factory or (lambda desc: None)
+    out = []
+    for name, path in zip(landscape_names(manifold_paths), (Path(p).resolve() for p in manifold_paths)):
+        man = load_manifold(path)
+        digest = hash_file(path)
+        beside = read_json(path.parent / "landscape.json", default={})
+        if beside.get("manifold_id") == digest and beside.get("files"):  # this file's field, wherever it is
+            field_file = path.parent / beside["files"][0]
+        else:
+            folder = Path(fields) / name
+            s = landscape_of(man, models, folder, settings, manifold_path=path, manifold_id=digest,
+                             progress=bar(f"{name} landscape"))
+            field_file = folder / s["files"][0]
+        out.append(read_landscape(name, man, field_file))
+    return out
 
 
 def parse_pairs(text: str | tuple, runs: list[str]) -> list[tuple[str, str]]:
@@ -127,7 +147,7 @@ def _range(v: np.ndarray) -> list:
 
 
 def connect(models, landscapes: list[Landscape], out, settings: ConnectSettings = ConnectSettings(),
-            progress=None, should_abort=None) -> dict:
+            progress=None) -> dict:
     """Train, evaluate and project the curves between pairs of final checkpoints.
 
     Parameters
@@ -147,7 +167,7 @@ def connect(models, landscapes: list[Landscape], out, settings: ConnectSettings 
         ``pairs``: per pair ``t``, ``real_loss``, ``line_loss``, ``curve_barrier``, ``line_barrier``
         and per manifold ``latent`` (T, d), ``landscape_loss`` (T,), the curve's and the projection's
         loss ranges and the errors (``mae``, ``median_abs_error``, ``max_abs_error``, ``n_outside``);
-        ``rows``: the table (one row per pair and manifold).
+        ``rows``: the table (one row per pair and manifold); ``files``: what was written into ``out``.
     """
     from globscope.landscape import BatchedEvaluator
     from globscope.validation import curves as C
@@ -162,18 +182,18 @@ def connect(models, landscapes: list[Landscape], out, settings: ConnectSettings 
         w0, w1 = (torch.from_numpy(np.array(models.W[final[r]])) for r in (a, b))
         frac = (lambda f, k=k: progress((k + f) / len(pairs))) if progress else None  # noqa: E731
         curve = C.train_curve(task, w0, w1, kind=settings.curve, steps=settings.steps, lr=settings.lr,
-                              seed=settings.seed, progress=frac, should_abort=should_abort)
+                              seed=settings.seed, progress=frac)
         along = C.evaluate_along(ev, curve, settings.points)
         line = C.evaluate_along(ev, C.line(w0, w1), settings.points)
         res = PairResult(f"{a}-{b}", curve, along["t"], along["loss"], line["loss"])
-        W = curve.points(torch.as_tensor(along["t"], dtype=torch.float32)).numpy()
+        with torch.no_grad():
+            W = curve.points(along["t"]).numpy()  # the very points whose real loss was taken
         for land in landscapes:
             Z, pred = land.at(W)
             res.projections[land.name] = {"latent": Z, "landscape_loss": pred}
         results.append(res)
     report = _report(results, settings)
-    write_outputs(Path(out), results, report)
-    return report
+    return {**report, "files": write_outputs(Path(out), results, report)}
 
 
 def _report(results: list[PairResult], settings: ConnectSettings) -> dict:
@@ -207,12 +227,7 @@ def write_outputs(out: Path, results: list[PairResult], report: dict) -> list[st
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "connectivity.json", report)
-    buf = io.StringIO()
-    if report["rows"]:
-        w = csv.DictWriter(buf, fieldnames=list(report["rows"][0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(report["rows"])
-    write_text(out / "connectivity.csv", buf.getvalue())
+    write_csv(out / "connectivity.csv", report["rows"])
     # each curve as (3, D): start, control, end in the set's flat parameter order
     tensors = {r.name: torch.stack([r.curve.start, r.curve.control, r.curve.end]).contiguous() for r in results}
     with atomic_path(out / "curves.safetensors") as tmp:
@@ -224,7 +239,7 @@ def write_outputs(out: Path, results: list[PairResult], report: dict) -> list[st
     for r in results:
         for name, p in r.projections.items():
             Z = np.asarray(p["latent"], dtype=np.float64)
-            pts.append(np.hstack([Z[:, :3], np.zeros((len(Z), max(0, 3 - Z.shape[1])))]))
+            pts.append(Z[:, :3])
             arrays["t"].append(r.t)
             arrays["real_loss"].append(r.real_loss)
             arrays["landscape_loss"].append(p["landscape_loss"])
@@ -238,7 +253,10 @@ def write_outputs(out: Path, results: list[PairResult], report: dict) -> list[st
                         lines=lines, verts=False,
                         cell_data={"pair": np.array(cell_pair, dtype=object),
                                    "manifold": np.array(cell_manifold, dtype=object)})
+    else:
+        (out / "curves.vtp").unlink(missing_ok=True)  # no earlier run's curves beside this run's table
     return ["connectivity.json", "connectivity.csv", "curves.safetensors"] + (["curves.vtp"] if pts else [])
 
 
-__all__ = ["Landscape", "read_landscape", "landscape_for", "parse_pairs", "choose_pairs", "connect", "write_outputs"]
+__all__ = ["Landscape", "read_landscape", "landscape_names", "landscapes", "parse_pairs", "choose_pairs", "connect",
+           "write_outputs"]

@@ -93,20 +93,22 @@ def saddle_paths(manifold, task, field, topology_result, threshold: float, out,
     variants_of : dict, optional
         minimum vertex -> runs whose final model lies in its basin (``final_model_basins``).
     curve_barriers : dict, optional
-        "A-B" -> the trained curve's barrier, compared for pairs of basins holding A and B.
+        "A-B" -> the trained curve's barrier; a path between basins holding A and B is compared
+        with the lowest such curve.
 
     Returns
     -------
     dict
         ``settings`` and ``paths``: per pair of basins the vertices, ``t``, the three losses, their
         barriers, the errors of the landscape against the decoded loss and the matching curve's
-        barrier when there is one.
+        barrier when there is one; ``files``: what was written into ``out``.
     """
     from globscope.landscape import BatchedEvaluator
     from globscope.landscape.driver import make_decoder
     from globscope.topology.paths import minimax_path
     from globscope.validation.curves import barrier
 
+    curve_barriers = curve_barriers or {}
     ev = BatchedEvaluator(task)
     decode = make_decoder(manifold, ev.device)
     grid, loss = field.grid, field.arrays[N.LOSS]
@@ -118,7 +120,7 @@ def saddle_paths(manifold, task, field, topology_result, threshold: float, out,
         W = decode(Z).float()
         decoded, _ = ev.evaluate(W)
         Wv = decode(grid.coordinates(path)).float()
-        i, f = edge[:, 0].astype(int), torch.as_tensor(edge[:, 1:], dtype=torch.float32)
+        i, f = edge[:, 0].astype(int), torch.as_tensor(edge[:, 1:], dtype=torch.float32, device=Wv.device)
         Wl = Wv[i] + f * (Wv[np.minimum(i + 1, len(path) - 1)] - Wv[i])
         weight_line, _ = ev.evaluate(Wl)
         d = np.abs(predicted - decoded)
@@ -130,15 +132,16 @@ def saddle_paths(manifold, task, field, topology_result, threshold: float, out,
                  "mae": float(np.mean(d)), "max_abs_error": float(np.max(d))}
         runs_a, runs_b = ((variants_of or {}).get(pair[k], []) for k in ("minimum", "elder"))
         entry["runs"] = [runs_a, runs_b]
-        for a in runs_a:
-            for b in runs_b:
-                for name in (f"{a}-{b}", f"{b}-{a}"):
-                    if curve_barriers and name in curve_barriers:
-                        entry["curve"] = {"pair": name, "curve_barrier": curve_barriers[name]}
+        # Of the curves between runs of the two basins, the lowest: the minimax path claims the
+        # lowest way between them.
+        curves = [(curve_barriers[name], name) for a in runs_a for b in runs_b
+                  for name in (f"{a}-{b}", f"{b}-{a}") if name in curve_barriers]
+        if curves:
+            low, name = min(curves)
+            entry["curve"] = {"pair": name, "curve_barrier": low}
         paths.append(entry)
     report = {"settings": settings.to_dict(), "threshold": threshold, "paths": paths}
-    write_outputs(Path(out), report)
-    return report
+    return {**report, "files": write_outputs(Path(out), report)}
 
 
 def write_outputs(out: Path, report: dict) -> list[str]:
@@ -150,11 +153,12 @@ def write_outputs(out: Path, report: dict) -> list[str]:
     write_json(out / "paths.json", report)
     paths = report["paths"]
     if not paths:
+        (out / "paths.vtp").unlink(missing_ok=True)  # no earlier run's paths beside this run's record
         return ["paths.json"]
     pts, lines, n = [], [], 0
     for p in paths:
         Z = np.asarray(p["latent"])
-        pts.append(np.hstack([Z[:, :3], np.zeros((len(Z), max(0, 3 - Z.shape[1])))]))
+        pts.append(Z[:, :3])
         lines.append(np.arange(n, n + len(Z)))
         n += len(Z)
     arrays = {k: np.concatenate([p[k] for p in paths]) for k in ("t", "landscape_loss", "decoded_loss",

@@ -96,19 +96,31 @@ def saddle_paths(report: dict, path: Path) -> Path:
 
 
 def rebasin(report: dict, path: Path) -> Path:
-    """Per pair: the straight-line barrier before and after re-basin."""
+    """Per pair: the straight-line barrier before and after re-basin, the after-bar coloured by
+    whether πB landed in A's basin."""
     rows = report["pairs"]
     fig, axes = _figure(1, width=max(6.0, 0.22 * len(rows) + 2), height=3.6, cols=1)
     ax = axes[0]
     x = np.arange(len(rows))
+    landed = np.array([r["rebasined_in_partner_basin"] for r in rows], dtype=bool)
+    after = np.array([r["barrier_after"] for r in rows])
     ax.bar(x - 0.2, [r["barrier_before"] for r in rows], 0.4, color="0.65", label="A→B (before)")
-    ax.bar(x + 0.2, [r["barrier_after"] for r in rows], 0.4, color=COLOURS["autoencoder"], label="A→πB (after)")
+    ax.bar(x[landed] + 0.2, after[landed], 0.4, color=COLOURS["autoencoder"], label="A→πB, πB in A's basin")
+    ax.bar(x[~landed] + 0.2, after[~landed], 0.4, color=COLOURS["pca"], label="A→πB, πB elsewhere")
+    # a marker under each pair: the after-bars are often too short to show their colour
+    ax.scatter(x + 0.2, np.full(len(x), -0.03), s=10, marker="s", clip_on=False,
+               c=[COLOURS["autoencoder"] if v else COLOURS["pca"] for v in landed],
+               transform=ax.get_xaxis_transform())
     ax.set_xticks(x, [r["a"][1:] for r in rows], fontsize=7)
+    ax.tick_params(axis="x", pad=8)
     ax.set_xlabel("pair")
     ax.set_ylabel("loss barrier on the straight line")
     rate = report.get("partner_basin_rate")
-    ax.set_title(f"partner-basin rate {rate:.0%}" if rate is not None else "re-basin")
-    ax.legend(fontsize=8)
+    topo = report.get("topology", {})
+    ax.set_title((f"partner-basin rate {rate:.0%}" if rate is not None else "re-basin")
+                 + (f" ({report['n_basins']} basins, persistence {topo['persistence']:g})" if "n_basins" in report
+                    and "persistence" in topo else ""))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 

@@ -10,20 +10,18 @@ partners loses its barrier.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from globscope import names as N
 from globscope import stages
-from globscope.bundle import write_model_points
+from globscope.bundle import Bundle, write_model_points
 from globscope.checkpoints import MANIFEST, Checkpoint, CheckpointSet
 from globscope.errors import GlobscopeError
-from globscope.fileio import atomic_path, write_json, write_text
+from globscope.fileio import atomic_path, write_csv, write_json
+from globscope.manifolds import load_manifold
 from globscope.settings import FitSettings, LandscapeSettings, RebasinSettings, TopologySettings
 from globscope.tasks import get_task
 from globscope.zoo import VARIANTS, train_runs
@@ -31,6 +29,7 @@ from globscope.zoo import VARIANTS, train_runs
 log = logging.getLogger(__name__)
 
 MODELS = "models"  # the trained pairs (a checkpoint set) inside the experiment's folder
+RECORD = "experiment.json"  # the stages done (the folder's manifest.json is the joint checkpoint set)
 REBASINED = "rebasined"  # the permuted trajectories
 
 
@@ -42,13 +41,26 @@ def pair_runs(n_pairs: int, seed: int) -> list[dict]:
 
 
 def trained_pairs(settings: RebasinSettings, out: Path, progress=None) -> tuple[CheckpointSet, list]:
-    """The experiment's own pairs: trained into ``out/models`` unless they are there already."""
+    """The experiment's own pairs: trained into ``out/models`` unless they are there already.
+
+    Models already there are reused only when they were trained with the same task, number of
+    pairs, seed, epochs and checkpoint interval; otherwise it is an error (they are not retrained
+    over: they may be the only copy of hours of work).
+    """
     folder = out / MODELS
+    task = get_task(settings.task)
+    training = {"task": task.name, "pairs": settings.pairs, "seed": settings.seed,
+                "epochs": settings.epochs or task.epochs,
+                "checkpoint_every": settings.checkpoint_every or task.checkpoint_every}
     if (folder / MANIFEST).is_file():
         cs = CheckpointSet.open(folder)
+        done = cs.meta.get("training")
+        if done != training:
+            raise GlobscopeError(f"{folder}: these models were trained with {done}, not {training}; "
+                                 "choose another --out or move the folder away")
     else:
-        cs = train_runs(get_task(settings.task), pair_runs(settings.pairs, settings.seed), folder, settings.epochs,
-                        settings.checkpoint_every, progress=progress, meta={"seed": settings.seed})
+        cs = train_runs(task, pair_runs(settings.pairs, settings.seed), folder, settings.epochs,
+                        settings.checkpoint_every, progress=progress, meta={"training": training})
     return cs, [(f"a{i:02d}", f"b{i:02d}") for i in range(settings.pairs)]
 
 
@@ -100,7 +112,8 @@ def joint_set(cs: CheckpointSet, rebasined: list, out: Path) -> CheckpointSet:
 
 
 def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), checkpoint_set=None,
-                       pairs: str | None = None, fit: FitSettings = FitSettings(),
+                       pairs: str | None = None, task: str | None = None, prefix: str | None = None,
+                       fit: FitSettings = FitSettings(),
                        landscape: LandscapeSettings = LandscapeSettings(),
                        topology: TopologySettings = TopologySettings(), progress_factory=None) -> dict:
     """Run the experiment into ``out``; return the report (also ``rebasin.json``).
@@ -110,15 +123,18 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
     out : path
         The experiment's folder: ``models/`` (when it trains its own), ``rebasined/``,
         ``manifest.json`` (the joint set), ``manifold.pt``, ``landscape.vti``, ``topology/``,
-        ``rebasin.json``/``.csv``, ``rebasin.vtp``.
+        ``rebasin.json``/``.csv``, ``rebasin.vtp``, ``rebasin.png`` and ``experiment.json`` (the
+        stages done: a rerun reuses the re-basined models and the manifold when nothing they
+        depend on changed).
     settings : RebasinSettings
     checkpoint_set : path, optional
         A user's set instead of trained pairs; then ``pairs`` ("A-B,C-D") names them.
+    task, prefix : str, optional
+        Of the user's set: its task (overrides its manifest's) and the key prefix to strip.
     fit, landscape, topology : settings of the joint manifold, its field and its basins.
     progress_factory : callable(description) -> progress(fraction), optional
     """
-    from globscope.topology.basins import basin_of_points
-    from globscope.topology.export import read_grid_field
+    from globscope.landscape import BatchedEvaluator
     from globscope.validation import curves as C
     from globscope.validation.connect import parse_pairs
 
@@ -126,42 +142,58 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if checkpoint_set is not None:
-        cs = stages.open_set(checkpoint_set)
+        cs = stages.open_set(checkpoint_set, prefix=prefix)
         if not pairs:
             raise GlobscopeError("a checkpoint set of your own needs --pairs A-B,C-D (the second of each is "
                                  "re-basined into the first)")
         pair_list = parse_pairs(pairs, cs.runs)
+        task = stages.task_name_of(cs, task)
+        if task is None:
+            raise GlobscopeError(f"{cs.root}: the checkpoint set names no task; give one (--task)")
     else:
         cs, pair_list = trained_pairs(settings, out, progress=bar(f"training {2 * settings.pairs} "
                                                                   f"{settings.task} models"))
-    task = get_task(stages.task_name_of(cs) or settings.task)
-    rebasined, reports = rebasin_runs(cs, task, pair_list, out, settings.method, settings.seed)
-    joint = joint_set(cs, rebasined, out)
+        task = settings.task
+    task = get_task(task)
+    # The slow steps are stages of the folder's record: a rerun (another persistence threshold, an
+    # interrupted run) reuses the re-basined models and the manifold when their inputs are the same.
+    record = Bundle(out, record=RECORD)
+
+    def permute():
+        rebasined, reports = rebasin_runs(cs, task, pair_list, out, settings.method, settings.seed)
+        joint_set(cs, rebasined, out)
+        return {"reports": reports}
+
+    reports = record.stage("rebasin", {"models": cs.fingerprint(), "pairs": pair_list, "method": settings.method,
+                                       "seed": settings.seed}, [MANIFEST], permute)["reports"]
+    joint = CheckpointSet.open(out)
     models = stages.load_models(joint, task.name, progress=bar("reading checkpoints"))
     fit = fit if fit.epochs or fit.method != "autoencoder" else fit.replace(epochs=settings.fit_epochs)
-    man = stages.fit(models, fit, out=out / "manifold.pt", progress=bar(f"fitting {fit.method}"))
+
+    def fit_joint():
+        stages.fit(models, fit, out=out / "manifold.pt", progress=bar(f"fitting {fit.method}"))
+
+    record.stage("manifold", {"joint": joint.fingerprint(), **fit.to_dict()}, ["manifold.pt"], fit_joint)
+    man = load_manifold(out / "manifold.pt")
     Z, errors = stages.project(man, models)
     write_model_points(out / "models.vtp", Z, joint, errors)
     land = stages.landscape_of(man, models, out, landscape, Z=Z, manifold_path=out / "manifold.pt",
                                progress=bar("joint landscape"))
-    field_file = out / land["files"][0]
-    topo = stages.topology(field_file, out / stages.TOPOLOGY, topology, progress=bar("topology"))
-    seg = read_grid_field(out / stages.TOPOLOGY / ("topology.vti" if field_file.suffix == ".vti" else "topology.npz"),
-                          N.SEGMENTATION_ID)
+    topo = stages.topology(out / land["files"][0], out / stages.TOPOLOGY, topology, progress=bar("topology"))
+    # A model's basin is the minimum of its leaf arc; a model above every saddle is in none.
+    basin = {run: b["minimum_vertex"] for run, b in stages.final_model_basins(out / stages.TOPOLOGY, Z,
+                                                                              joint).items()}
     final = {r: joint.run_indices(r)[-1] for r in joint.runs}
-    from globscope.landscape import BatchedEvaluator
-
     ev = BatchedEvaluator(task)
     rows = []
     for rep in reports:
         a, b, pb = rep["a"], rep["b"], rep["run"]
-        basins, _ = basin_of_points(seg.grid, seg.values, Z[[final[a], final[b], final[pb]]])
         wa, wb, wpb = (torch.from_numpy(np.array(models.W[final[r]])) for r in (a, b, pb))
         before = C.evaluate_along(ev, C.line(wa, wb), 25)
         after = C.evaluate_along(ev, C.line(wa, wpb), 25)
-        rows.append({**rep, "basin_a": int(basins[0]), "basin_b": int(basins[1]), "basin_rebasined": int(basins[2]),
-                     "rebasined_in_partner_basin": bool(basins[2] == basins[0] and basins[0] >= 0),
-                     "b_in_partner_basin": bool(basins[1] == basins[0] and basins[0] >= 0),
+        rows.append({**rep, "basin_a": basin[a], "basin_b": basin[b], "basin_rebasined": basin[pb],
+                     "rebasined_in_partner_basin": basin[a] is not None and basin[pb] == basin[a],
+                     "b_in_partner_basin": basin[a] is not None and basin[b] == basin[a],
                      "barrier_before": C.barrier(before["t"], before["loss"]),
                      "barrier_after": C.barrier(after["t"], after["loss"])})
     n = len(rows)
@@ -179,12 +211,7 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
 
     plots.rebasin(report, out / "rebasin.png")
     write_json(out / "rebasin.json", report)
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    write_text(out / "rebasin.csv", buf.getvalue())
+    write_csv(out / "rebasin.csv", rows)
     return report
 
 
@@ -214,4 +241,5 @@ def write_points(path: Path, joint: CheckpointSet, Z: np.ndarray, errors: np.nda
                                                                                                   dtype=object)})
 
 
-__all__ = ["ROLES", "write_points", "pair_runs", "trained_pairs", "rebasin_runs", "joint_set", "rebasin_experiment"]
+__all__ = ["RECORD", "ROLES", "write_points", "pair_runs", "trained_pairs", "rebasin_runs", "joint_set",
+           "rebasin_experiment"]

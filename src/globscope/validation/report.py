@@ -4,7 +4,6 @@ with ``validation/report.md`` and ``validation.json``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -25,16 +24,12 @@ def bundle_landscapes(bundle: Path, resolution: int | None = None, progress_fact
     """The bundle's manifold and models, and the landscapes of its manifold and of every manifold in
     ``manifolds/`` (computed into ``validation/fields/`` with the bundle's landscape settings, at
     ``resolution`` vertices per axis when given)."""
-    from globscope.validation.connect import landscape_for
+    from globscope.validation.connect import landscapes
 
-    bar = progress_factory or (lambda desc: None)
     man, models = stages.manifold_inputs(bundle / "manifold.pt")
-    settings = LandscapeSettings.from_dict(json.loads((bundle / "landscape.json").read_text()).get("settings"))
-    settings = settings.replace(resolution=resolution)
+    settings = LandscapeSettings.from_dict(stages.landscape_record(bundle)["settings"]).replace(resolution=resolution)
     files = [bundle / "manifold.pt", *sorted((bundle / MANIFOLDS).glob("*.pt"))]
-    lands = [landscape_for(f, models, bundle / VALIDATION / "fields", settings, progress=bar(f"{f.stem} landscape"))
-             for f in files]
-    return man, models, lands
+    return man, models, landscapes(files, models, bundle / VALIDATION / "fields", settings, progress_factory)
 
 
 def _median(values):
@@ -68,7 +63,7 @@ def bundle_paths(bundle: Path, man, models, settings: PathSettings = PathSetting
     from globscope.validation.paths import saddle_paths
 
     topo = stages.recorded_topology_settings(bundle)
-    field = read_grid_field(bundle / ("landscape.vti" if man.dim <= 3 else "landscape.npz"), topo.array)
+    field = read_grid_field(bundle / stages.landscape_record(bundle)["files"][0], topo.array)
     result = analyze(field.values, topo.persistence, topo.absolute)
     Z, _ = stages.project(man, models)
     variants_of = {}
@@ -118,8 +113,7 @@ def validate(bundle, connect: ConnectSettings = ConnectSettings(), paths: PathSe
                                                  "median_barrier_before", "median_barrier_after", "max_output_diff")}
     write_text(out / "report.md", report_md(conn, sp, summary, figures))
     record = {"settings": {"connect": connect.to_dict(), "paths": paths.to_dict()}, **summary,
-              "files": ["connectivity.json", "connectivity.csv", "curves.safetensors", "curves.vtp", "paths.json",
-                        "paths.vtp", "report.md", *figures]}
+              "files": [*conn["files"], *sp["files"], "report.md", *figures]}
     write_json(bundle / "validation.json", record)
     return record
 
