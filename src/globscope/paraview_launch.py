@@ -106,8 +106,10 @@ def run_script(program: str, script, args=(), *, display: bool | None = None, ti
         except subprocess.TimeoutExpired:
             raise GlobscopeError(f"{program} {Path(script).name} did not finish within {timeout:.0f} s") from None
         # Seen here when several `xvfb-run -a` started at once: the program aborts (SIGABRT) while
-        # opening its window, and a second start works. A real fault fails twice.
-        if not (r.returncode in (134, -6) and cmd[0].endswith("xvfb-run") and attempt == 1):
+        # opening its window, and a second start works. xvfb-run then exits 134, or 5 when its own
+        # cleanup fails too; the abort's backtrace names the window's creation. A real fault fails twice.
+        aborted = r.returncode in (134, -6) or (r.returncode != 0 and "CreateAWindow" in r.stdout + r.stderr)
+        if not (aborted and cmd[0].endswith("xvfb-run") and attempt == 1):
             break
         log.warning("%s aborted while opening its X display; retrying once", program)
     if check and r.returncode != 0:
