@@ -416,9 +416,10 @@ class LossLandscape(GlobscopeAlgorithm):
 # -- topology --------------------------------------------------------------------------------------
 class _TopologyFilter(GlobscopeAlgorithm):
     """Input: ``vtkImageData`` with a point scalar array (``SetInputArrayToProcess(0, …)``, default
-    the topology settings' array, ``log_loss``, when present)."""
+    the topology settings' array, ``log_loss``, when present). Vertices are ordered by TTK's order
+    array ``<array>_Order`` when the input has one (a simplified field), as TTK's filters do."""
 
-    persistence = 0.0  # the field as it is; the simplification filter has its own settings
+    persistence = None  # the field as it is; the simplification filter has its own settings
 
     def __init__(self, nOutputPorts=1, outputType="vtkUnstructuredGrid"):
         GlobscopeAlgorithm.__init__(self, nInputPorts=1, nOutputPorts=nOutputPorts, inputType="vtkImageData",
@@ -448,53 +449,64 @@ class _TopologyFilter(GlobscopeAlgorithm):
         from globscope.topology import analyze
 
         img, arr, grid, F = self._field(inInfo)
-        key = (type(self).__name__, arr.GetName(), arr.GetMTime(), img.GetMTime(), F.shape, persistence, absolute)
-        res = self._cached(key, lambda: analyze(F, persistence, absolute, progress=self._progress(0.0, 0.9),
-                                                should_abort=self._should_abort))
+        order_arr = img.GetPointData().GetArray(N.order_array(arr.GetName()))
+        order = None if order_arr is None else vc.from_vtk_array(order_arr)
+        key = (type(self).__name__, arr.GetName(), arr.GetMTime(), img.GetMTime(), F.shape, persistence, absolute,
+               None if order_arr is None else order_arr.GetMTime())
+        res = self._cached(key, lambda: analyze(F, persistence, absolute, order=order,
+                                                progress=self._progress(0.0, 0.9), should_abort=self._should_abort))
         return img, arr, grid, res
 
 
-def diagram(pairs):
-    """TTK's persistence diagram layout: per pair two points (birth, birth) and (birth, death),
-    one line cell; point arrays ``ttkVertexScalarField``, ``CriticalType``, ``Birth``, ``Death``;
-    cell arrays ``PairIdentifier``, ``PairType``, ``Persistence``, ``IsFinite``; the diagonal is
-    the last cell (``PairIdentifier`` = ``PairType`` = -1)."""
+def diagram(pairs, grid):
+    """TTK's persistence-diagram layout (``ttkPersistenceDiagramUtils.cpp``, ``DiagramToVTU``,
+    not embedded in the domain) of minimum-saddle pairs, the essential pair first.
+
+    Per pair ``i`` two points, ``2i`` at (birth, birth, 0) and ``2i+1`` at (birth, death, 0), and one
+    line cell. Point arrays: ``ttkVertexScalarField`` (the vertex), ``CriticalType`` (0 at the birth,
+    1 at a saddle, 3 at the essential pair's maximum), ``Coordinates`` (the vertex's position in the
+    domain). Cell arrays: ``PairIdentifier``, ``PairType`` (0), ``Persistence``, ``Birth``,
+    ``IsFinite``. Then the diagonal: a line from point 0 to the birth point of the pair born last,
+    ``PairIdentifier`` = ``PairType`` = -1, ``IsFinite`` 0, ``Birth`` 0 and ``Persistence`` twice
+    the first pair's. There is no ``Death`` array: a point's y is its death.
+
+    Parameters
+    ----------
+    pairs : globscope.topology.PersistencePairs
+    grid : globscope.grid.Grid
+        The field's grid (for ``Coordinates``).
+    """
     n = len(pairs)
     b, d = pairs.birth.astype(np.float64), pairs.death.astype(np.float64)
-    P = np.zeros((2 * n + 2, 3))
-    P[0:2 * n:2, 0], P[0:2 * n:2, 1] = b, b
-    P[1:2 * n:2, 0], P[1:2 * n:2, 1] = b, d
-    fin = np.concatenate([b, d[np.isfinite(d)]]) if n else np.zeros(1)
-    lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
-    P[2 * n] = (lo, lo, 0)
-    P[2 * n + 1] = (hi, hi, 0)
-    verts = np.empty(2 * n + 2, dtype=np.int64)
-    verts[0:2 * n:2], verts[1:2 * n:2] = pairs.birth_vertex, pairs.death_vertex
-    verts[2 * n:] = -1
-    ctype = np.empty(2 * n + 2, dtype=np.int32)
-    ctype[0:2 * n:2] = N.CriticalType.MINIMUM
-    ctype[1:2 * n:2] = np.where(pairs.is_finite, N.CriticalType.SADDLE1, N.CriticalType.MAXIMUM)
-    ctype[2 * n:] = -1
-    birth_pt = np.repeat(b, 2) if n else np.zeros(0)
-    death_pt = np.repeat(d, 2) if n else np.zeros(0)
-    cells = np.array([[2 * i, 2 * i + 1] for i in range(n)] + [[2 * n, 2 * n + 1]], dtype=np.int64)
+    P = np.zeros((2 * n, 3))
+    P[0::2, 0], P[0::2, 1] = b, b
+    P[1::2, 0], P[1::2, 1] = b, d
+    verts = np.empty(2 * n, dtype=np.int64)
+    verts[0::2], verts[1::2] = pairs.birth_vertex, pairs.death_vertex
+    ctype = np.empty(2 * n, dtype=np.int32)
+    ctype[0::2] = N.CriticalType.MINIMUM
+    ctype[1::2] = np.where(pairs.is_finite, N.CriticalType.SADDLE1, N.CriticalType.MAXIMUM)
+    coords = vc.points3(grid.coordinates(verts)).astype(np.float32)
+    last = int(np.argmax(b)) if n else 0
+    cells = np.concatenate([np.arange(2 * n).reshape(n, 2), [[0, 2 * last]]]).astype(np.int64)
+    first = float(pairs.persistence[0]) if n else 0.0
     return vc.unstructured_grid(
         P, cells, VTK_LINE,
-        point_data={N.VERTEX_SCALAR_FIELD: verts, N.CRITICAL_TYPE: ctype,
-                    N.BIRTH: np.concatenate([birth_pt, [lo, hi]]), N.DEATH: np.concatenate([death_pt, [lo, hi]])},
-        cell_data={N.PAIR_IDENTIFIER: np.concatenate([np.arange(n), [-1]]).astype(np.int32),
-                   N.PAIR_TYPE: np.concatenate([pairs.pair_type, [-1]]).astype(np.int32),
-                   N.PERSISTENCE: np.concatenate([pairs.persistence, [0.0]]).astype(np.float64),
-                   N.IS_FINITE: np.concatenate([pairs.is_finite.astype(np.int32), [1]]).astype(np.int32)})
+        point_data={N.VERTEX_SCALAR_FIELD: verts, N.CRITICAL_TYPE: ctype, N.COORDINATES: coords},
+        cell_data={N.PAIR_IDENTIFIER: np.append(np.arange(n), -1).astype(np.int32),
+                   N.PAIR_TYPE: np.append(pairs.pair_type, -1).astype(np.int32),
+                   N.PERSISTENCE: np.append(pairs.persistence, 2.0 * first).astype(np.float64),
+                   N.BIRTH: np.append(b, 0.0),
+                   N.IS_FINITE: np.append(pairs.is_finite, False).astype(np.uint8)})
 
 
 class PersistenceDiagram(_TopologyFilter):
     """Minimum-saddle persistence diagram of the input field, in TTK's layout (see :func:`diagram`)."""
 
     def execute(self, inInfo, outInfo):
-        res = self._analyze(inInfo, self.persistence)[3]
+        _, _, grid, res = self._analyze(inInfo, self.persistence)
         out = vtkDataObject.GetData(outInfo.GetInformationObject(0))
-        out.ShallowCopy(diagram(res.pairs))
+        out.ShallowCopy(diagram(res.pairs, grid))
 
 
 class TopologicalSimplification(_TopologyFilter):
@@ -527,12 +539,16 @@ class TopologicalSimplification(_TopologyFilter):
 
 
 class MergeTree(_TopologyFilter):
-    """Join tree of the input field in TTK FTM's layout (``TreeType`` = Join Tree):
+    """Join tree of the input field in TTK FTM's layout (``TreeType`` = Join Tree, no arc sampling):
 
-    - port 0, skeleton nodes: vertices with ``NodeId``, ``VertexId``, ``Scalar``, ``CriticalType``;
-    - port 1, skeleton arcs: lines node to node with ``upNodeId``, ``downNodeId``,
-      ``SegmentationId``, ``RegionSize``, ``RegionType``;
-    - port 2, segmentation: the input image with ``SegmentationId`` and ``RegionType``.
+    - port 0, skeleton nodes: vertices with ``NodeId``, ``Scalar``, ``VertexId``, ``CriticalType``,
+      ``RegionSize``, ``RegionSpan``;
+    - port 1, skeleton arcs: lines node to node; point arrays ``Scalar``, ``ttkMaskScalarField``,
+      cell arrays ``SegmentationId``, ``upNodeId``, ``downNodeId``, ``RegionSize``, ``RegionSpan``;
+    - port 2, segmentation: the input image with ``SegmentationId``, ``RegionSize``, ``RegionSpan``,
+      ``RegionType``.
+
+    ``Scalar`` holds the exact field values (TTK's are float32).
     """
 
     def __init__(self):
@@ -545,16 +561,17 @@ class MergeTree(_TopologyFilter):
     def execute(self, inInfo, outInfo):
         img, arr, grid, res = self._analyze(inInfo, self.persistence)
         t = res.join_tree
-        nodes_xyz = grid.coordinates(t.node_vertex)
-        node_arrays = t.node_arrays()
+        pos = grid.coordinates(t.node_vertex)
+        nodes_xyz = vc.points3(pos)
+        node_arrays = t.node_arrays(pos)
         nodes = vc.unstructured_grid(nodes_xyz, np.arange(t.n_nodes)[:, None], VTK_VERTEX, point_data=node_arrays)
         arcs = vc.unstructured_grid(
             nodes_xyz, np.stack([t.arc_down, t.arc_up], axis=1), VTK_LINE,
-            point_data={k: node_arrays[k] for k in (N.NODE_ID, N.SCALAR)}, cell_data=t.arc_arrays())
+            point_data={N.SCALAR: node_arrays[N.SCALAR], N.MASK_SCALAR_FIELD: np.zeros(t.n_nodes, np.int8)},
+            cell_data=t.arc_arrays(pos))
         seg = vtkImageData()
         seg.ShallowCopy(img)
-        vc.add_arrays(seg.GetPointData(), {N.SEGMENTATION_ID: t.segmentation.astype(np.int32),
-                                           N.REGION_TYPE: t.segmentation_region_type()})
+        vc.add_arrays(seg.GetPointData(), t.segmentation_arrays(pos))
         for port, obj in enumerate((nodes, arcs, seg)):
             vtkDataObject.GetData(outInfo.GetInformationObject(port)).ShallowCopy(obj)
 

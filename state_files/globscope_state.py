@@ -6,6 +6,7 @@ Import it from pvpython/pvbatch/the GUI's Python shell, or run it::
     pvbatch globscope_state.py render --bundle BUNDLE --out FILE.png [--state S.pvsm|S.py] [--size W H]
     pvbatch globscope_state.py save   --bundle BUNDLE --out BUNDLE/globscope.pvsm
     pvpython globscope_state.py doctor
+    pvpython globscope_state.py ttk-topology --field F.vti --array A --persistence P --absolute 0|1 --out O.npz
 
 (``globscope render`` / ``globscope paraview`` / ``globscope doctor`` do that for you, with the
 right environment and ``xvfb-run`` when there is no display.)
@@ -359,11 +360,31 @@ def build_landscape(bundle, size=RenderSettings.size):
     return view
 
 
+def ttk_proxies_in(pvsm_text: str) -> list:
+    """The native TTK filters a ``.pvsm`` uses (their XML types, as the state stores them)."""
+    import re
+
+    return sorted(set(re.findall(r'<Proxy group="filters" type="(ttk\w+)"', pvsm_text)))
+
+
 def load_state(path, bundle=None):
     """Load a ``.pvsm`` (data files remapped into ``bundle``) or a Python state (``.py``, run with
-    ``GLOBSCOPE_BUNDLE`` set) after the plugins; returns the landscape view."""
-    load_plugins()
+    ``GLOBSCOPE_BUNDLE`` set) after the plugins; returns the landscape view.
+
+    A ``.pvsm`` saved with native TTK needs TTK where it is loaded: without it, ParaView would drop
+    those filters and everything downstream, so this stops with a message saying what to do."""
+    from globscope.errors import GlobscopeError
+
+    ttk = load_plugins()
     path = os.path.abspath(path)
+    if path.endswith(".pvsm"):
+        with open(path) as f:
+            needed = ttk_proxies_in(f.read())
+        if needed and not ttk.get("present"):
+            raise GlobscopeError(
+                f"{path}: the state uses native TTK filters ({', '.join(needed)}), but TTK is not loaded here "
+                f"({ttk.get('error')}). Load the TopologyToolKit plugin (e.g. PV_PLUGIN_PATH=<its folder>), or "
+                "render the bundle without a state: Globscope then builds the landscape with its own filters.")
     if path.endswith(".py"):
         if bundle:
             os.environ["GLOBSCOPE_BUNDLE"] = os.path.abspath(bundle)
@@ -424,7 +445,8 @@ def doctor() -> dict:
             ttk = routing.detect()
         except Exception as e2:  # noqa: BLE001
             ttk = {"present": False, "error": str(e2)}
-    rep["ttk"] = {k: ttk.get(k) for k in ("present", "merge_tree_proxy", "proxies", "error")}
+    rep["ttk"] = {k: ttk.get(k) for k in ("present", "version", "plugin_version", "merge_tree_proxy", "proxies",
+                                          "error")}
     rep["engine"] = ttk.get("engine", "globscope")
     return rep
 
@@ -443,14 +465,40 @@ def main(argv=None):
     s.add_argument("--bundle", required=True)
     s.add_argument("--out", required=True)
     sub.add_parser("doctor")
+    t = sub.add_parser("ttk-topology", help="native TTK on a .vti field, every output into one .npz")
+    t.add_argument("--field", required=True)
+    t.add_argument("--array", required=True)
+    t.add_argument("--persistence", type=float, required=True)
+    t.add_argument("--absolute", type=int, choices=(0, 1), default=0)
+    t.add_argument("--out", required=True)
     a = p.parse_args(argv)
     if a.cmd == "render":
         print(render(a.bundle, a.out, a.state, tuple(a.size)))
     elif a.cmd == "save":
         print(save(a.bundle, a.out))
+    elif a.cmd == "ttk-topology":
+        import numpy as np
+
+        from python_filters import ttk as routing
+
+        load_plugins(ttk=False)
+        info = routing.detect()
+        if info["engine"] != "ttk":
+            print("GLOBSCOPE-NO-TTK " + str(info["error"]), flush=True)
+            sys.exit(3)
+        arrays = routing.native_topology(a.field, a.array, a.persistence, bool(a.absolute))
+        with open(a.out, "wb") as f:  # the caller's temporary file: it moves it once complete
+            np.savez(f, **arrays)
+        print(a.out)
     else:
         print("GLOBSCOPE-DOCTOR " + json.dumps(doctor()), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    from globscope.errors import GlobscopeError
+
+    try:
+        main()
+    except GlobscopeError as e:  # the user's mistake: its message, not a traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -228,7 +228,10 @@ def _cmd_topology(a, bars):
     from globscope.settings import TopologySettings
 
     settings = TopologySettings().replace(array=a.array, persistence=a.persistence, absolute=a.absolute or None)
-    s = stages.topology(a.field, a.out, settings, progress=bars("topology"))
+    s = stages.topology(a.field, a.out, settings, progress=bars("topology"), engine=a.engine)
+    e = s["engine"]
+    ttk = f" (TTK {e['version']}, plugin {e['plugin_version']})" if e["name"] == "ttk" else ""
+    print(f"engine: {e['name']}{ttk}")
     cps = ", ".join(f"{v} {k}" for k, v in s["critical_points"].items() if k != "regular")
     print(f"{s['input']} [{settings.array}], grid {'x'.join(map(str, s['shape']))}: {s['n_minima_input']} minima; "
           f"threshold {s['threshold']:.6g} leaves {s['n_basins']} basins")
@@ -381,7 +384,7 @@ def _between(low: int, high: int):
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every default comes from :mod:`globscope.settings` (options left unset
     are ``None`` and keep the settings' default)."""
-    from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, MANIFOLD_METHODS
+    from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, MANIFOLD_METHODS, TOPOLOGY_ENGINES
     from globscope.settings import (
         DemoSettings,
         FitSettings,
@@ -558,9 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("field", help="FIELD.vti or FIELD.npz")
     s.add_argument("--array", help=f"scalar point array (default {topo.array})")
     s.add_argument("--persistence", type=float,
-                   help=f"simplification threshold, a fraction of the field's range (default {topo.persistence}; "
-                        "0: none)")
+                   help=f"simplification threshold, a fraction of the field's range (default {topo.persistence}): "
+                        "pairs of persistence <= it are removed, as in TTK (0 removes only flat, zero-persistence "
+                        "pairs)")
     s.add_argument("--absolute", action="store_true", help="--persistence is in the field's units")
+    s.add_argument("--engine", choices=TOPOLOGY_ENGINES, default="globscope",
+                   help="globscope (default, the fastest), ttk (native TTK through pvpython: the plugin must "
+                        "load, e.g. from PV_PLUGIN_PATH; .vti only) or auto (TTK where it runs); both engines "
+                        "write the same files")
     s.add_argument("--out", required=True, help="output folder")
     s.set_defaults(fn=_cmd_topology)
     return p

@@ -61,9 +61,9 @@ CRITICAL_TYPE = "CriticalType"
 PAIR_IDENTIFIER = "PairIdentifier"
 PAIR_TYPE = "PairType"
 PERSISTENCE = "Persistence"
-BIRTH = "Birth"
-DEATH = "Death"
+BIRTH = "Birth"  # a cell array in TTK's diagram (there is no Death array: a point's y is its death)
 IS_FINITE = "IsFinite"
+COORDINATES = "Coordinates"  # a diagram point's position in the domain
 NODE_ID = "NodeId"
 VERTEX_ID = "VertexId"
 SCALAR = "Scalar"
@@ -71,7 +71,9 @@ UP_NODE_ID = "upNodeId"
 DOWN_NODE_ID = "downNodeId"
 SEGMENTATION_ID = "SegmentationId"
 REGION_SIZE = "RegionSize"
-REGION_TYPE = "RegionType"
+REGION_SPAN = "RegionSpan"
+REGION_TYPE = "RegionType"  # on the segmentation only (TTK's arcs carry none)
+MASK_SCALAR_FIELD = "ttkMaskScalarField"  # arc points: 0 at a node, 1 at a sampled regular vertex
 
 
 def order_array(scalar: str) -> str:
@@ -135,5 +137,9 @@ IMAGE_DIMS = (2, 3)
 __all__ = ["CriticalType", "RegionType", "PairType", "TreeType", "Choices", "MANIFOLD_METHODS", "BN_MODES",
            "DEVICES", "FORMULATIONS", "LATENT_DIMS", "IMAGE_DIMS", "order_array", "LOSS", "LOG_LOSS", "ACCURACY",
            "DISTANCE", "FIELD_ARRAYS", "VERTEX_SCALAR_FIELD", "CRITICAL_TYPE", "PAIR_IDENTIFIER", "PAIR_TYPE",
-           "PERSISTENCE", "BIRTH", "DEATH", "IS_FINITE", "NODE_ID", "VERTEX_ID", "SCALAR", "UP_NODE_ID",
-           "DOWN_NODE_ID", "SEGMENTATION_ID", "REGION_SIZE", "REGION_TYPE"]
+           "PERSISTENCE", "BIRTH", "IS_FINITE", "COORDINATES", "NODE_ID", "VERTEX_ID", "SCALAR", "UP_NODE_ID",
+           "DOWN_NODE_ID", "SEGMENTATION_ID", "REGION_SIZE", "REGION_SPAN", "REGION_TYPE", "MASK_SCALAR_FIELD",
+           "TOPOLOGY_ENGINES"]
+
+# where the topology stage runs: Globscope's engine, native TTK through pvpython, or TTK when it runs
+TOPOLOGY_ENGINES = ("globscope", "ttk", "auto")

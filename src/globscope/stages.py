@@ -274,9 +274,14 @@ def recorded_topology_settings(bundle) -> TopologySettings:
 
 
 def topology(field_path, out, settings: TopologySettings = TopologySettings(), progress=None,
-             should_abort=None) -> dict:
+             should_abort=None, engine: str = "globscope") -> dict:
     """Persistence pairs, simplification, join tree and basins of a field file (``.vti``, or
-    ``.npz`` for d = 4), written to ``out`` with ``topology.json`` (which records ``settings``).
+    ``.npz`` for d = 4), written to ``out`` with ``topology.json`` (which records ``settings`` and
+    the engine that ran).
+
+    ``engine``: ``globscope`` (:func:`globscope.topology.analyze`), ``ttk`` (native TTK through
+    pvpython, :mod:`globscope.topology.native`; an error where it cannot run) or ``auto`` (TTK where
+    it runs, else Globscope's). Both engines write the same files with the same content.
 
     Returns
     -------
@@ -285,10 +290,22 @@ def topology(field_path, out, settings: TopologySettings = TopologySettings(), p
     """
     from globscope.topology import analyze
     from globscope.topology.export import read_grid_field, summary, write_topology
+    from globscope.topology.native import TTKUnavailable, analyze_native
 
+    if engine not in N.TOPOLOGY_ENGINES:
+        raise GlobscopeError(f"topology engine {engine!r}: choose one of {', '.join(N.TOPOLOGY_ENGINES)}")
     field = read_grid_field(field_path, settings.array)
-    result = analyze(field.values, settings.persistence, settings.absolute, progress=progress,
-                     should_abort=should_abort)
+    result = None
+    if engine != "globscope":
+        try:
+            result = analyze_native(field, settings.persistence, settings.absolute)
+        except TTKUnavailable as e:
+            if engine == "ttk":
+                raise
+            log.info("topology: %s; using Globscope's engine", e)
+    if result is None:
+        result = analyze(field.values, settings.persistence, settings.absolute, progress=progress,
+                         should_abort=should_abort)
     out = Path(out)
     s = summary(result, field, settings)
     s["files"] = write_topology(result, field, out)

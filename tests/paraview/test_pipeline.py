@@ -31,11 +31,13 @@ out["dims"], out["land_arrays"] = list(img.GetDimensions()), arrays(img)
 diag = routing.persistence_diagram(land, "log_loss")
 d = sm.Fetch(diag)
 out["diagram_cells"], out["diagram_cell_arrays"] = d.GetNumberOfCells(), arrays(d, "cell")
+out["diagram_point_arrays"] = arrays(d)
 tree = routing.merge_tree(land, "log_loss")
 tree.UpdatePipeline()
 nodes, arcs, seg = (sm.Fetch(tree, idx=i) for i in range(3))
 out["nodes"], out["node_arrays"] = nodes.GetNumberOfPoints(), arrays(nodes)
 out["arcs"], out["arc_arrays"] = arcs.GetNumberOfCells(), arrays(arcs, "cell")
+out["arc_point_arrays"] = arrays(arcs)
 out["seg_arrays"] = arrays(seg)
 simp = routing.simplification(land, "log_loss", 0.5, False)
 s = sm.Fetch(simp)
@@ -74,12 +76,15 @@ def test_whole_pipeline_in_pvpython(pv, digits_zoo):
     assert {"variant", "variant_id", "epoch", "reconstruction_error", "eval_loss"} <= set(r["model_arrays"])
     assert r["dims"] == [10, 10, 1]
     assert {"loss", "log_loss", "accuracy", "distance"} <= set(r["land_arrays"])
-    assert {"PairIdentifier", "PairType", "Persistence", "IsFinite"} <= set(r["diagram_cell_arrays"])
+    # TTK's layouts, whichever engine ran (TTK 1.1's arrays, as the real plugin writes them)
+    assert r["diagram_cell_arrays"] == ["Birth", "IsFinite", "PairIdentifier", "PairType", "Persistence"]
+    assert r["diagram_point_arrays"] == ["Coordinates", "CriticalType", "ttkVertexScalarField"]
     assert r["diagram_cells"] >= 2  # the essential pair and the diagonal at least
-    assert {"NodeId", "VertexId", "Scalar", "CriticalType"} <= set(r["node_arrays"])
-    assert {"upNodeId", "downNodeId", "SegmentationId", "RegionType"} <= set(r["arc_arrays"])
+    assert r["node_arrays"] == ["CriticalType", "NodeId", "RegionSize", "RegionSpan", "Scalar", "VertexId"]
+    assert r["arc_arrays"] == ["RegionSize", "RegionSpan", "SegmentationId", "downNodeId", "upNodeId"]
+    assert r["arc_point_arrays"] == ["Scalar", "ttkMaskScalarField"]
     assert r["arcs"] == r["nodes"] - 1  # a tree on one component
-    assert {"SegmentationId", "RegionType"} <= set(r["seg_arrays"])
+    assert {"SegmentationId", "RegionSize", "RegionSpan", "RegionType"} <= set(r["seg_arrays"])
     assert "log_loss_Order" in r["simp_arrays"]
     assert len(r["basin_ids"]) == 12 and all(0 <= i < r["arcs"] for i in r["basin_ids"])
     assert r["proj_points"] == 12 and {"field_loss", "field_log_loss"} <= set(r["proj_arrays"])

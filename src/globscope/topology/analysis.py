@@ -18,7 +18,7 @@ from .sweep import sublevel_sweep
 __all__ = ["analyze"]
 
 
-def analyze(F, persistence: float = 0.0, absolute: bool = False, mask=None, *,
+def analyze(F, persistence: float | None = None, absolute: bool = False, mask=None, *, order=None,
             progress=None, should_abort=None) -> TopologyResult:
     """Persistence pairs of a field, its simplification, and the topology of the simplified field.
 
@@ -27,12 +27,16 @@ def analyze(F, persistence: float = 0.0, absolute: bool = False, mask=None, *,
     F : array_like of float, shape (nx[, ny[, nz[, nw]]])
         ``F[i, j, k, l]`` with i along x (Globscope's loss-field convention); vertex ids are VTK
         point ids ``i + nx*(j + ny*(k + nz*l))``.
-    persistence : float
-        Simplification threshold, a fraction of the finite value range unless ``absolute``;
-        0 (default) = no simplification.
+    persistence : float or None
+        Simplification threshold, a fraction of the finite value range unless ``absolute``: the
+        finite pairs of persistence <= threshold are removed (0 removes the zero-persistence pairs
+        of plateaus, as TTK); None (default) = no simplification.
     absolute : bool
     mask : array_like of bool, same shape as F, optional
         Vertices to ignore.
+    order : array_like of int, optional
+        A strict vertex order to use instead of (value, vertex id): TTK's ``<array>_Order`` of a
+        field simplified before (flat in VTK order, or shaped like F).
     progress : callable(float), optional
         Called with the fraction done (0..1) between stages.
     should_abort : callable() -> bool, optional
@@ -57,7 +61,7 @@ def analyze(F, persistence: float = 0.0, absolute: bool = False, mask=None, *,
         return time.perf_counter()
 
     t = time.perf_counter()
-    fi = prepare_field(F, mask)
+    fi = prepare_field(F, mask, order=order)
     t = stage("order", 0.1, t)
     sw = sublevel_sweep(fi)
     pairs = pairs_from_sweep(sw)

@@ -123,13 +123,13 @@ def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
     files = ["persistence_pairs.csv", "critical_points.csv", "merge_tree_nodes.csv", "merge_tree_arcs.csv"]
 
     pos = field.grid.coordinates(t.node_vertex)
-    node_arrays = t.node_arrays()
+    node_arrays = t.node_arrays(pos)
     if pos.shape[1] == 4:
         node_arrays["w"] = pos[:, 3]
     n_nodes, n_arcs = t.n_nodes, t.n_arcs
     # one grid of both kinds of cells: node vertices first (arc arrays -1), then arc lines
     cell_data = {N.NODE_ID: np.concatenate([node_arrays[N.NODE_ID], np.full(n_arcs, -1, np.int32)])}
-    for name, a in t.arc_arrays().items():
+    for name, a in t.arc_arrays(pos).items():
         cell_data[name] = np.concatenate([np.full(n_nodes, -1, a.dtype), a])
     write_unstructured_grid(
         out / "topology.vtu", pos[:, :3],
@@ -156,7 +156,8 @@ def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
 def summary(result: TopologyResult, field: GridField, settings) -> dict:
     """Counts and settings (a ``TopologySettings``) of a run, as ``topology.json`` records them."""
     return {
-        "input": str(field.path), "settings": settings.to_dict(), "shape": list(field.values.shape),
+        "input": str(field.path), "settings": settings.to_dict(), "engine": result.engine,
+        "shape": list(field.values.shape),
         "threshold": float(result.simplification.threshold),
         "n_nonfinite": int(result.n_nonfinite),
         "n_pairs_input": int(len(result.pairs)),

@@ -9,7 +9,24 @@ from globscope.names import CriticalType as CT
 from .results import JoinTree
 from .sweep import Sweep, sublevel_sweep
 
-__all__ = ["join_tree", "tree_from_sweep"]
+__all__ = ["join_tree", "tree_from_sweep", "arc_order"]
+
+
+def arc_order(down: np.ndarray, up: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Globscope's arc numbering: leaf arcs first (by leaf node), then saddle arcs, each by down node.
+
+    Parameters
+    ----------
+    down, up : ndarray of int, shape (n_arcs,)
+        Node ids of each arc's ends (``up`` -1: no upper end).
+
+    Returns
+    -------
+    ndarray of int, shape (n_arcs,)
+        The arcs in that order (``perm[new_id] = old_id``).
+    """
+    n_below = np.bincount(up[up >= 0], minlength=n_nodes)
+    return np.lexsort((down, n_below[down] != 0))
 
 
 def tree_from_sweep(sw: Sweep) -> JoinTree:
@@ -27,9 +44,7 @@ def tree_from_sweep(sw: Sweep) -> JoinTree:
     # drop the kernel's "no arc above" marker (a 1-D join saddle that is also the maximum)
     n_below = np.bincount(up[has_up], minlength=node_vertex.shape[0])
     n_above = np.bincount(down, minlength=node_vertex.shape[0])
-    # arcs: leaf arcs first (by leaf node), then saddle arcs, each by down node
-    is_leaf_arc = n_below[down] == 0
-    arc_perm = np.lexsort((down, ~is_leaf_arc))
+    arc_perm = arc_order(down, up, node_vertex.shape[0])
     arc_new = np.empty_like(arc_perm)
     arc_new[arc_perm] = np.arange(arc_perm.shape[0])
     keep = has_up[arc_perm]

@@ -168,29 +168,69 @@ class JoinTree:
 
     @property
     def region_type(self) -> np.ndarray:
-        """TTK's ``RegionType`` of each arc, shape (n_arcs,): ``MIN_ARC`` when it starts at a leaf (a
-        basin), ``MAX_ARC`` when it ends at the root, ``SADDLE1_ARC`` between two saddles."""
-        leaf = self.node_type[self.arc_down] == CriticalType.MINIMUM
-        root = self.node_type[np.maximum(self.arc_up, 0)] == CriticalType.MAXIMUM
-        return np.where(leaf, RegionType.MIN_ARC,
-                        np.where(root, RegionType.MAX_ARC, RegionType.SADDLE1_ARC)).astype(np.int32)
+        """TTK FTM's ``RegionType`` of each arc, shape (n_arcs,), from the types of its two nodes:
+        ``MIN_ARC`` when either is a minimum, else ``MAX_ARC`` when either is the root, else
+        ``SADDLE1_ARC`` between two simple saddles, else ``SADDLE1_SADDLE2_ARC`` (an end at a
+        multi-saddle, ``CriticalType`` 4), as ``ttkFTMStructures.h`` assigns it."""
+        lo = self.node_type[self.arc_down]
+        hi = self.node_type[np.maximum(self.arc_up, 0)]
+        return np.select(
+            [(lo == CriticalType.MINIMUM) | (hi == CriticalType.MINIMUM),
+             (lo == CriticalType.MAXIMUM) | (hi == CriticalType.MAXIMUM),
+             (lo == CriticalType.SADDLE1) & (hi == CriticalType.SADDLE1),
+             (lo == CriticalType.SADDLE2) & (hi == CriticalType.SADDLE2)],
+            [RegionType.MIN_ARC, RegionType.MAX_ARC, RegionType.SADDLE1_ARC, RegionType.SADDLE2_ARC],
+            RegionType.SADDLE1_SADDLE2_ARC).astype(np.int8)
 
-    def node_arrays(self) -> dict:
-        """Per-node arrays under TTK's names: ``NodeId``, ``VertexId``, ``Scalar``, ``CriticalType``."""
-        return {N.NODE_ID: np.arange(self.n_nodes, dtype=np.int32), N.VERTEX_ID: self.node_vertex.astype(np.int64),
-                N.SCALAR: self.node_scalar.astype(np.float64), N.CRITICAL_TYPE: self.node_type.astype(np.int32)}
+    def region_span(self, positions: np.ndarray) -> np.ndarray:
+        """TTK's ``RegionSpan`` of each arc: the distance between its two nodes, shape (n_arcs,).
 
-    def arc_arrays(self) -> dict:
-        """Per-arc arrays under TTK's names: ``SegmentationId``, ``downNodeId``, ``upNodeId``,
-        ``RegionSize``, ``RegionType``."""
+        ``positions``: the nodes' coordinates, shape (n_nodes, d)."""
+        return np.linalg.norm(positions[np.maximum(self.arc_up, 0)] - positions[self.arc_down], axis=1)
+
+    @property
+    def node_arc(self) -> np.ndarray:
+        """The arc TTK describes each node by (``getAdjSa``), shape (n_nodes,): the arc below when
+        there is one, else the arc above (a leaf, a join saddle: the arc above; the root: below)."""
+        below = np.full(self.n_nodes, -1, np.int64)
+        above = np.full(self.n_nodes, -1, np.int64)
+        arcs = np.arange(self.n_arcs)
+        has_up = self.arc_up >= 0
+        below[self.arc_up[has_up][::-1]] = arcs[has_up][::-1]  # the first arc below, as TTK's [0]
+        above[self.arc_down[::-1]] = arcs[::-1]
+        return np.where(self.node_n_arcs_below == 1, below, np.where(self.node_n_arcs_above == 1, above, below))
+
+    def node_arrays(self, positions: np.ndarray) -> dict:
+        """Per-node arrays of TTK FTM's skeleton nodes: ``NodeId``, ``Scalar``, ``VertexId``,
+        ``CriticalType``, ``RegionSize`` and ``RegionSpan`` of the node's arc (:attr:`node_arc`;
+        TTK stores that span as an integer, truncated, and so does this)."""
+        arc = self.node_arc
+        return {N.NODE_ID: np.arange(self.n_nodes, dtype=np.int32), N.SCALAR: self.node_scalar.astype(np.float64),
+                N.VERTEX_ID: self.node_vertex.astype(np.int64), N.CRITICAL_TYPE: self.node_type.astype(np.int32),
+                N.REGION_SIZE: self.region_size[arc].astype(np.int32),
+                N.REGION_SPAN: self.region_span(positions)[arc].astype(np.int32)}
+
+    def arc_arrays(self, positions: np.ndarray) -> dict:
+        """Per-arc arrays of TTK FTM's skeleton arcs: ``SegmentationId``, ``upNodeId``, ``downNodeId``,
+        ``RegionSize``, ``RegionSpan`` (no ``RegionType``: TTK puts it on the segmentation only)."""
         return {N.SEGMENTATION_ID: np.arange(self.n_arcs, dtype=np.int32),
-                N.DOWN_NODE_ID: self.arc_down.astype(np.int32), N.UP_NODE_ID: self.arc_up.astype(np.int32),
-                N.REGION_SIZE: self.region_size.astype(np.int32), N.REGION_TYPE: self.region_type}
+                N.UP_NODE_ID: self.arc_up.astype(np.int32), N.DOWN_NODE_ID: self.arc_down.astype(np.int32),
+                N.REGION_SIZE: self.region_size.astype(np.int32), N.REGION_SPAN: self.region_span(positions)}
 
-    def segmentation_region_type(self) -> np.ndarray:
-        """``RegionType`` of every vertex's arc, shape (N,) (-1 where masked): TTK's segmentation array."""
+    def segmentation_arrays(self, positions: np.ndarray) -> dict:
+        """Per-vertex arrays of TTK FTM's segmentation, shape (N,) each: ``SegmentationId`` and its
+        arc's ``RegionSize``, ``RegionSpan``, ``RegionType`` (-1 where masked)."""
         seg = self.segmentation
-        return np.where(seg >= 0, self.region_type[np.maximum(seg, 0)], -1).astype(np.int32)
+        inside = seg >= 0
+        arc = np.maximum(seg, 0)
+
+        def per_vertex(values, dtype):
+            return np.where(inside, values[arc], -1).astype(dtype)
+
+        return {N.SEGMENTATION_ID: seg.astype(np.int32),
+                N.REGION_SIZE: per_vertex(self.region_size, np.int32),
+                N.REGION_SPAN: per_vertex(self.region_span(positions), np.float64),
+                N.REGION_TYPE: per_vertex(self.region_type, np.int8)}
 
     @property
     def region_size(self) -> np.ndarray:
@@ -250,6 +290,11 @@ class TopologyResult:
         Of the simplified field.
     join_tree : JoinTree
         Of the simplified field.
+    timings : dict
+        Seconds per step.
+    engine : dict
+        Which engine computed it: ``{"name": "globscope"}``, or ``{"name": "ttk", "version",
+        "plugin_version"}`` (:mod:`globscope.topology.native`).
     """
 
     shape: tuple
@@ -260,6 +305,7 @@ class TopologyResult:
     critical_points: CriticalPoints
     join_tree: JoinTree
     timings: dict = field(default_factory=dict)
+    engine: dict = field(default_factory=lambda: {"name": "globscope"})
 
     @property
     def n_basins(self) -> int:

@@ -13,8 +13,11 @@ from .sweep import grid_arrays, sublevel_sweep
 __all__ = ["simplify", "absolute_threshold"]
 
 
-def absolute_threshold(values: np.ndarray, persistence: float, absolute: bool) -> float:
-    """``persistence`` itself when ``absolute``, else that fraction of the finite value range."""
+def absolute_threshold(values: np.ndarray, persistence: float | None, absolute: bool) -> float | None:
+    """``persistence`` itself when ``absolute``, else that fraction of the finite value range
+    (None stays None: no simplification)."""
+    if persistence is None:
+        return None
     persistence = float(persistence)
     if persistence < 0 or not np.isfinite(persistence):
         raise ValueError(f"persistence threshold must be finite and >= 0, got {persistence}")
@@ -26,13 +29,11 @@ def absolute_threshold(values: np.ndarray, persistence: float, absolute: bool) -
     return persistence * float(finite.max() - finite.min())
 
 
-def simplify_pairs(fi: FieldInput, pairs: PersistencePairs, threshold: float) -> Simplification:
-    """Remove every finite pair with persistence <= ``threshold`` (see :func:`simplify`)."""
+def simplify_pairs(fi: FieldInput, pairs: PersistencePairs, threshold: float | None) -> Simplification:
+    """Remove every finite pair with persistence <= ``threshold`` (see :func:`simplify`); ``None``
+    removes nothing."""
     f = fi.values
-    fin = pairs.is_finite
-    removed = fin & (pairs.persistence <= threshold)
-    if threshold <= 0:
-        removed[:] = False
+    removed = pairs.is_finite & (pairs.persistence <= (-np.inf if threshold is None else threshold))
     surviving = np.zeros(fi.n_vertices, dtype=np.bool_)
     surviving[pairs.birth_vertex[~removed]] = True
     # a removed pair is flattened on its own when the older minimum it merges into survives;
@@ -81,12 +82,13 @@ def simplify(F, persistence: float, absolute: bool = False, mask=None) -> Simpli
     global minimum) survive, and the pairs of the result are exactly those pairs. The ``Order``
     array keeps ties strict exactly as TTK 1.2's localized simplification (LTS) does: each
     flattened basin is ordered just above its saddle, inside it by LTS's alternating super-/
-    sublevel propagations, so that it holds no extremum. A threshold of 0 simplifies nothing.
+    sublevel propagations, so that it holds no extremum. A threshold of 0 removes the pairs of
+    zero persistence (the flat basins of plateaus), as TTK does; ``None`` simplifies nothing.
 
     Parameters
     ----------
     F : array_like of float, shape (nx[, ny[, nz[, nw]]])
-    persistence : float
+    persistence : float or None
         Threshold: a fraction of the finite value range (``max - min``), or an absolute value
         when ``absolute``.
     absolute : bool
