@@ -1,9 +1,14 @@
-"""Speed of Globscope's topology engine against gudhi's CubicalComplex on one 1024x1024 field.
+"""Speed of Globscope's topology engine against gudhi's CubicalComplex and native TTK on one
+1024x1024 field, in the same run.
 
 Globscope: vertex order + persistence pairs + join tree + segmentation (``sublevel_sweep``,
 ``pairs_from_sweep``, ``tree_from_sweep``). gudhi: ``CubicalComplex(top_dimensional_cells=F)
-.persistence()``. Both run on the same field after one warm-up run (which also compiles the
-numba kernels, or loads them from the cache); the median of ``--repeat`` runs is reported.
+.persistence()``. Native TTK (when pvpython loads its plugin, e.g. from ``PV_PLUGIN_PATH``): the
+persistence diagram (minimum-saddle pairs, as the routing asks) plus the join tree with its
+segmentation, timed inside pvpython around the filters' updates only (the reader, the start-up and
+the data transfer excluded), the same field written to a ``.vti``. Each runs once to warm up
+(numba kernels compiled or loaded, TTK's plugin loaded) and the median of ``--repeat`` runs is
+reported.
 
     .venv/bin/python benchmarks/topology_speed.py [--size 1024] [--repeat 5] [--json]
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -49,6 +55,59 @@ def gudhi_run(F):
     return len(cc.persistence())
 
 
+TTK_SCRIPT = """
+import json, statistics, sys, time
+import globscope_entry
+globscope_entry.setup()
+import globscope_state as gs
+from paraview.simple import XMLImageDataReader
+gs.load_plugins()
+from python_filters import ttk as routing
+info = routing.detect()
+if info["engine"] != "ttk":
+    print("RESULT " + json.dumps({"error": info["error"]}))
+    sys.exit(0)
+src = XMLImageDataReader(FileName=[sys.argv[1]])
+src.UpdatePipeline()
+times = []
+for _ in range(int(sys.argv[2]) + 1):  # the first run warms up
+    diagram = routing.persistence_diagram(src, "f")
+    tree = routing.merge_tree(src, "f")
+    t = time.perf_counter()
+    diagram.UpdatePipeline()
+    tree.UpdatePipeline()
+    times.append(time.perf_counter() - t)
+print("RESULT " + json.dumps({"seconds": statistics.median(times[1:]), "version": info["version"]}))
+"""
+
+
+def ttk_time(F, repeat):
+    """Median seconds of native TTK's diagram + join tree on ``F``, or (nan, why not)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from globscope import paraview_launch as pl
+    from globscope.grid import Grid
+    from globscope.vtkxml import write_image_data
+
+    if shutil.which("pvpython") is None:
+        return float("nan"), "no pvpython"
+    with tempfile.TemporaryDirectory() as tmp:
+        field, script = Path(tmp) / "f.vti", Path(tmp) / "ttk_speed.py"
+        write_image_data(field, {"f": F}, Grid((0.0, 0.0), (1.0, 1.0), F.shape))
+        script.write_text(TTK_SCRIPT)
+        # TTK's default is every core (OpenMP); the launcher's one-thread default on small machines is lifted
+        r = pl.run_script("pvpython", script, [field, repeat], display=False, check=False, timeout=3600,
+                          env={"OMP_NUM_THREADS": str(os.cpu_count() or 1)})
+    res = [json.loads(ln[7:]) for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    if not res:
+        return float("nan"), "pvpython failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+    if "error" in res[0]:
+        return float("nan"), f"TTK absent ({res[0]['error']})"
+    return res[0]["seconds"], f"TTK {res[0]['version']}"
+
+
 def median_time(fn, F, repeat):
     fn(F)  # warm-up
     times = []
@@ -71,15 +130,19 @@ def main(argv=None) -> int:
         h = median_time(gudhi_run, F, args.repeat)
     except ImportError:
         h = float("nan")
-    ratio = h / g
+    t, ttk_label = ttk_time(F, args.repeat)
     if args.json:
-        print(json.dumps({"globscope_s": g, "gudhi_s": h, "ratio": ratio}))
+        print(json.dumps({"globscope_s": g, "gudhi_s": h, "ratio": h / g, "ttk_s": t, "ttk_ratio": t / g,
+                          "ttk": ttk_label}))
     else:
         n_pairs, n_nodes = globscope_run(F)
         print(f"field: {args.size}x{args.size}, {n_pairs} minimum-saddle pairs, {n_nodes} tree nodes")
-        print(f"globscope (pairs + join tree + segmentation): {g:.3f} s (median of {args.repeat})")
-        print(f"gudhi CubicalComplex persistence:             {h:.3f} s (median of {args.repeat})")
-        print(f"ratio gudhi / globscope:                      {ratio:.1f}x")
+        rows = [("globscope (pairs + join tree + segmentation)", g), ("gudhi CubicalComplex persistence", h),
+                (f"native {ttk_label} (diagram + join tree)", t)]
+        for label, sec in rows:
+            print(f"{label + ':':<47} {sec:.3f} s (median of {args.repeat})")
+        print(f"{'ratio gudhi / globscope:':<47} {h / g:.1f}x")
+        print(f"{'ratio native TTK / globscope:':<47} {t / g:.1f}x")
     return 0
 
 

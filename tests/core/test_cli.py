@@ -35,3 +35,31 @@ def test_input_errors_name_the_file_without_a_traceback(tmp_path):
     assert r.returncode == 2 and "missing.vti: file not found" in r.stderr
     r = globscope("validate", tmp_path)
     assert r.returncode == 2 and "not a bundle with a manifold and a landscape" in r.stderr
+
+
+def test_paraview_programs_keep_the_users_plugin_path(monkeypatch):
+    """A user's PV_PLUGIN_PATH (their TTK, say) stays, after Globscope's plugin folder."""
+    from globscope import paraview_launch as pl
+    from globscope.environment import paraview_side
+
+    monkeypatch.setenv("PV_PLUGIN_PATH", "/opt/ttk/plugins/TopologyToolKit:/opt/other")
+    env = pl.environment()
+    assert env["PV_PLUGIN_PATH"].split(":") == [str(paraview_side().plugin), "/opt/ttk/plugins/TopologyToolKit",
+                                                "/opt/other"]
+
+
+def test_topology_engine_ttk_where_it_cannot_run_says_why(tmp_path, capsys):
+    """--engine ttk refuses clearly where TTK cannot run (here: a 4-D .npz); auto falls back."""
+    import json
+
+    import numpy as np
+
+    from globscope.cli import main
+
+    np.savez(tmp_path / "f4.npz", f=np.random.default_rng(0).random((5, 4, 3, 3)))
+    args = ["topology", str(tmp_path / "f4.npz"), "--array", "f", "--engine"]
+    assert main([*args, "ttk", "--out", str(tmp_path / "a")]) != 0
+    assert "f4.npz: native TTK reads VTK image data" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main([*args, "auto", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "topology.json").read_text())["engine"] == {"name": "globscope"}
