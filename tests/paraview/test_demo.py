@@ -107,3 +107,18 @@ def test_a_manifold_refitted_in_place_invalidates_the_stages_after_it(demo):
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert stages["zoo"]["reused"] and stages["manifold"]["reused"]
     assert not any(stages[k]["reused"] for k in ("compare", "points", "landscape", "topology", "render"))
+
+
+def test_demo_state_uses_the_engine_paraview_has(demo):
+    """With TTK loaded (CI points PV_PLUGIN_PATH at one when it can), the demo's state is built from
+    native TTK's filters and names them by their XML types; without TTK, from Globscope's."""
+    from globscope import paraview_launch as pl
+
+    out, _ = demo
+    rep = pl.doctor()
+    pvsm = (out / "globscope.pvsm").read_text()
+    if rep["engine"] == "ttk":
+        assert f'type="{rep["ttk"]["merge_tree_proxy"]}"' in pvsm and "GlobscopeMergeTree" not in pvsm
+    else:
+        assert 'type="GlobscopeMergeTree"' in pvsm and 'type="ttk' not in pvsm
+    assert (out / "landscape.png").stat().st_size > 10_000
