@@ -12,6 +12,7 @@ ignored, so a CLI option left unset keeps the default) and checks the result.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from globscope.errors import GlobscopeError
@@ -157,8 +158,9 @@ class TopologySettings(_Settings):
     def check(self):
         if not isinstance(self.array, str) or not self.array:
             raise GlobscopeError("the topology needs the name of a scalar array")
-        if not (self.persistence >= 0) or (not self.absolute and self.persistence > 1):
-            raise GlobscopeError(f"persistence must be a fraction in [0, 1] (or an absolute value with absolute), "
+        if not (math.isfinite(self.persistence) and self.persistence >= 0) or \
+                (not self.absolute and self.persistence > 1):
+            raise GlobscopeError(f"persistence must be a fraction in [0, 1] (or a finite value >= 0 with absolute), "
                                  f"got {self.persistence}")
 
 

@@ -304,8 +304,11 @@ def topology(field_path, out, settings: TopologySettings = TopologySettings(), p
                 raise
             log.info("topology: %s; using Globscope's engine", e)
     if result is None:
-        result = analyze(field.values, settings.persistence, settings.absolute, progress=progress,
-                         should_abort=should_abort)
+        try:
+            result = analyze(field.values, settings.persistence, settings.absolute, progress=progress,
+                             should_abort=should_abort)
+        except GlobscopeError as e:
+            raise GlobscopeError(f"{field.path} [{field.name}]: {e}") from None
     out = Path(out)
     s = summary(result, field, settings)
     s["files"] = write_topology(result, field, out)

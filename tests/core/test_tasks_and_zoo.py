@@ -57,6 +57,22 @@ def test_user_task_by_module_and_callable():
         get_task("no_such_module:thing")
 
 
+@pytest.mark.parametrize("source, message", [
+    ("def task():\n    raise RuntimeError('no data here')\n", r"task\(\) raised RuntimeError: no data here"),
+    ("def task(path):\n    return path\n", r"task\(path\) needs arguments; a task callable takes none"),
+    ("def task(:\n", r"importing broken_\w+ raised SyntaxError: invalid syntax \(broken_\w+\.py, line 1\)"),
+    ("def other():\n    pass\n", r"has no callable 'task'"),
+    ("def task():\n    return 42\n", "returned int, not a Task"),
+])
+def test_broken_user_tasks_are_one_line_naming_the_task(source, message, tmp_path, monkeypatch):
+    name = f"broken_{abs(hash(source))}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(GlobscopeError, match=f"task '{name}:task': .*" + message) as e:
+        get_task(f"{name}:task")
+    assert "\n" not in str(e.value)
+
+
 def test_zoo_is_deterministic_and_learns(tmp_path):
     settings = ZooSettings("digits-mlp", n_variants=2, epochs=4, checkpoint_every=2, seed=3)
     fractions = []

@@ -108,3 +108,21 @@ def test_non_finite_values_are_counted_and_kept(tmp_path):
     assert s["n_nonfinite"] == 2 and s["n_basins"] == 1
     out = vtkxml.read(tmp_path / "o" / "topology.vti").point_data["loss_simplified"]
     assert np.isnan(out[2 + 9 * 3]) and np.isinf(out[7 + 9 * 7])
+
+
+def test_fields_and_thresholds_without_finite_values_are_refused(tmp_path):
+    """An all-NaN field has no minima (it used to "succeed" with one basin); a NaN or infinite
+    threshold is refused before any work, in one line."""
+    F = np.full((6, 5), np.nan)
+    F[0, 0] = np.inf
+    vtkxml.write_image_data(tmp_path / "nan.vti", {"loss": F})
+    with pytest.raises(GlobscopeError, match=r"nan\.vti \[loss\]: no finite value in the field \(30 vertices"):
+        stages.topology(tmp_path / "nan.vti", tmp_path / "o", TopologySettings("loss"))
+    assert not (tmp_path / "o").exists()
+    for value, absolute in ((float("nan"), False), (float("nan"), True), (float("inf"), True)):
+        with pytest.raises(GlobscopeError, match=f"persistence must be .* got {value}"):
+            TopologySettings("loss", persistence=value, absolute=absolute)
+    r = subprocess.run([sys.executable, "-m", "globscope", "topology", str(tmp_path / "nan.vti"), "--array", "loss",
+                        "--persistence", "inf", "--absolute", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "got inf" in r.stderr

@@ -7,6 +7,7 @@ Built-in tasks cover the embedded data sets; a user names their own as ``package
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -131,6 +132,13 @@ def get_task(name: str) -> Task:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise GlobscopeError(f"task {name!r}: cannot import ({mod_name} has no callable {attr!r})")
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        raise GlobscopeError(f"task {name!r}: {attr}{inspect.signature(factory)} needs arguments; a task callable "
+                             "takes none and returns a globscope.tasks.Task") from None
+    except ValueError:  # no signature to inspect (a builtin): calling it will tell
+        pass
     try:
         task = factory()
     except Exception as e:  # noqa: BLE001 - the user's factory failed: one line, the cause kept for -v

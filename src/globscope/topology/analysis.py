@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from globscope.errors import Aborted
+from globscope.errors import Aborted, GlobscopeError
 from globscope.grid import to_field
 
 from .critical_points import critical_points
@@ -62,6 +62,9 @@ def analyze(F, persistence: float | None = None, absolute: bool = False, mask=No
 
     t = time.perf_counter()
     fi = prepare_field(F, mask, order=order)
+    if fi.n_nonfinite == fi.verts.shape[0]:
+        raise GlobscopeError(f"no finite value in the field ({fi.n_nonfinite} vertices, all NaN or Inf): "
+                             "it has no minima to find")
     t = stage("order", 0.1, t)
     sw = sublevel_sweep(fi)
     pairs = pairs_from_sweep(sw)
