@@ -2,12 +2,16 @@
 
 ``manifest.json`` lists every checkpoint: its file (relative to the folder), run/variant,
 epoch or step and task. Files are read without running pickled code: PyTorch files through
-``torch.load(weights_only=True)``, ``.safetensors`` and ``.npz`` (``allow_pickle=False``).
+``torch.load(weights_only=True)`` with a few harmless types allowed besides tensors (see
+``HARMLESS_GLOBALS``), ``.safetensors`` and ``.npz`` (``allow_pickle=False``).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import pathlib
 import pickle
 import re
 from collections.abc import Callable
@@ -27,19 +31,55 @@ MANIFEST = "manifest.json"
 FORMAT = "globscope-checkpoint-set"
 TORCH_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin"}
 SUFFIXES = TORCH_SUFFIXES | {".safetensors", ".npz"}
+_FORMATS = {".safetensors": "safetensors", ".npz": "NumPy .npz"}  # the others: PyTorch
 # Keys under which training code nests the model's state dict (Lightning: "state_dict").
 NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 # Names of buffers when no model is at hand to tell them apart from parameters.
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
+def _harmless_globals() -> list:
+    """Types besides tensors that training code stores in checkpoints (Lightning's
+    ``hyper_parameters``: numpy scalars, arrays and dtypes, ``pathlib`` paths, ``argparse``
+    namespaces) and that only build values when unpickled, under the names pickles of numpy 1 and 2
+    and Python 3.11 to 3.13 give them.
+    """
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:
+        from numpy.core import multiarray
+    scalar_types = set(np.sctypeDict.values())
+    found = [*scalar_types, *{type(np.dtype(t)) for t in scalar_types}, np.dtype, np.ndarray, argparse.Namespace]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        found += [(multiarray.scalar, f"{module}.scalar"), (multiarray._reconstruct, f"{module}._reconstruct")]
+    # a concrete path of the other system cannot be made here: it is read as the pure path it names
+    posix = pathlib.PosixPath if os.name != "nt" else pathlib.PurePosixPath
+    windows = pathlib.WindowsPath if os.name == "nt" else pathlib.PureWindowsPath
+    paths = {"PurePath": pathlib.PurePath, "PurePosixPath": pathlib.PurePosixPath,
+             "PureWindowsPath": pathlib.PureWindowsPath, "PosixPath": posix, "WindowsPath": windows}
+    for module in ("pathlib", "pathlib._local"):
+        found += [(cls, f"{module}.{name}") for name, cls in paths.items()]
+    return found
+
+
+HARMLESS_GLOBALS = _harmless_globals()
+
+
 def read_file(path) -> dict:
     """Every tensor in a checkpoint file, without running pickled code.
+
+    PyTorch files are read with ``torch.load(weights_only=True)``, allowing besides tensors only
+    ``HARMLESS_GLOBALS``; a file holding anything else is refused, naming what it holds.
 
     Returns
     -------
     dict
         The file's top-level object (a state dict, or a dict that holds one).
+
+    Raises
+    ------
+    GlobscopeError
+        Naming the file: missing, refused (and why), or truncated / not of its format.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,14 +93,58 @@ def read_file(path) -> dict:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return {k: torch.from_numpy(z[k].copy()) for k in z.files}
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise GlobscopeError(
-            f"{path}: refused to load: the file holds pickled objects other than tensors, which "
-            f"could run code ({first})") from None
-    except Exception as e:  # noqa: BLE001 - whatever a corrupt file raises, name the file
-        raise GlobscopeError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+        return _torch_load(path)
+    except GlobscopeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a corrupt file raises (EOFError, OSError, ...)
+        if suffix == ".npz" and isinstance(e, ValueError) and "allow_pickle" in str(e):
+            raise GlobscopeError(f"{path}: refused to load: it holds object arrays (pickled Python objects), "
+                                 "which could run code; save numeric arrays only") from None
+        raise _not_a_checkpoint(path) from e
+
+
+def _torch_load(path: Path):
+    """``torch.load(weights_only=True)`` allowing ``HARMLESS_GLOBALS``; refusals named in a
+    GlobscopeError, a corrupt pickle re-raised."""
+    # the context's exit removes its globals even where the caller had allowed them too
+    allowed = set(torch.serialization.get_safe_globals())
+    with torch.serialization.safe_globals([g for g in HARMLESS_GLOBALS if g not in allowed]):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            refused = _refusal(path, e)
+            if refused is None:
+                raise
+            raise GlobscopeError(
+                f"{path}: refused to load: it holds {refused}, which could run code when unpickled (only tensors "
+                "and plain values are read: numbers, strings, containers, numpy values, paths); if you trust the "
+                "file, save its state dict alone (torch.save(model.state_dict(), ...)) or as .safetensors") from None
+
+
+def _not_a_checkpoint(path: Path) -> GlobscopeError:
+    # torch's own words for these ("[Errno 22] Invalid argument", an empty EOFError) tell a user
+    # nothing; the cause stays chained for -v
+    kind = _FORMATS.get(path.suffix.lower(), "PyTorch")
+    return GlobscopeError(f"{path}: unreadable checkpoint: truncated or not a {kind} file "
+                          f"({path.stat().st_size} bytes); copy it again or remove it from the set")
+
+
+def _refusal(path: Path, error: pickle.UnpicklingError) -> str | None:
+    """What a refused PyTorch file holds: the globals not allowed, else torch's reason; None when
+    the pickle itself is corrupt (an unknown opcode: not a PyTorch file)."""
+    try:
+        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - a legacy (non-zip) file: the refused global is in torch's message
+        names = sorted(set(re.findall(r"GLOBAL (\S+)", str(error))))
+    if names:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return "pickled " + ", ".join(names[:3]) + more
+    # torch's reason follows "WeightsUnpickler error:" in a message wrapped in advice and ANSI codes
+    reason = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).partition("WeightsUnpickler error:")[2].strip()
+    reason = reason.splitlines()[0] if reason else ""
+    if not reason or reason.startswith("Unsupported operand"):
+        return None
+    return f"objects torch refuses ({reason})"
 
 
 def _is_state_dict(obj) -> bool:

@@ -1,0 +1,126 @@
+"""Users' own runs as their tools write them: PyTorch Lightning's names, folders and checkpoint
+dicts (Lightning itself is not installed: its on-disk format is a torch.save'd dict), and the
+broken files real folders hold. Each case works, or fails in one line naming the file and the fix."""
+
+import argparse
+import io
+import pickle
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import numpy as np
+import pytest
+import torch
+
+from globscope.checkpoints import extract_state_dict, read_file
+from globscope.errors import GlobscopeError
+from globscope.layout import ParameterLayout
+from globscope.tasks import models
+
+
+def _state(seed, cnn=False):
+    torch.manual_seed(seed)
+    return (models.small_cnn() if cnn else models.mlp(6, (5,), 3)).state_dict()
+
+
+HPARAMS = {  # what save_hyperparameters() records from a typical LightningModule's arguments
+    "lr": np.float64(1e-3), "hidden": np.int64(5), "dropout": np.float32(0.1), "dtype": np.dtype("float32"),
+    "scalar_type": np.float32, "class_weights": np.array([0.2, 0.8]), "data_dir": Path("/data/digits"),
+    "cache": PurePosixPath("/tmp/cache"), "args": argparse.Namespace(seed=1, batch_size=64),
+}
+
+
+def _lightning(path, state, epoch, step, hparams=HPARAMS, **extra):
+    """A checkpoint laid out as Lightning 2.x writes it (the model is the module's ``model``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": epoch, "global_step": step, "pytorch-lightning_version": "2.4.0",
+                "state_dict": {f"model.{k}": v for k, v in state.items()},
+                "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"current": {"completed": epoch}}}},
+                "callbacks": {"ModelCheckpoint{'monitor': None, 'mode': 'min'}": {
+                    "best_model_score": None, "best_model_path": str(path), "dirpath": str(path.parent),
+                    "kth_value": torch.tensor(float("inf"))}},
+                "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999),
+                                                                    "params": [0, 1, 2, 3]}]}],
+                "lr_schedulers": [], "hparams_name": "kwargs", "hyper_parameters": hparams, **extra}, path)
+    return state
+
+
+# -- what Lightning checkpoints hold -----------------------------------------------------------------
+def test_hyper_parameters_with_numpy_values_and_paths_load(tmp_path):
+    state = _lightning(tmp_path / "epoch=0-step=10.ckpt", _state(0), 0, 10)
+    got = read_file(tmp_path / "epoch=0-step=10.ckpt")
+    hp = got["hyper_parameters"]
+    assert hp["lr"] == 1e-3 and hp["dtype"] == np.dtype("float32") and hp["scalar_type"] is np.float32
+    assert np.array_equal(hp["class_weights"], [0.2, 0.8]) and hp["data_dir"] == Path("/data/digits")
+    assert hp["args"].batch_size == 64
+    layout = ParameterLayout.from_state_dict(state)
+    assert np.array_equal(layout.flatten(extract_state_dict(got, "model.")), layout.flatten(state))
+
+
+def test_a_path_saved_on_windows_reads_as_the_path_it_names(tmp_path):
+    buf = io.BytesIO()  # a concrete WindowsPath cannot be made here: write what Windows writes
+    torch.save({"w": torch.ones(2), "data_dir": PureWindowsPath(r"C:\data")}, buf,
+               _use_new_zipfile_serialization=False, pickle_protocol=2)
+    data = buf.getvalue().replace(b"pathlib\nPureWindowsPath\n", b"pathlib\nWindowsPath\n")
+    assert b"pathlib\nWindowsPath\n" in data
+    (tmp_path / "win.pt").write_bytes(data)
+    assert read_file(tmp_path / "win.pt")["data_dir"] == PureWindowsPath(r"C:\data")
+
+
+class Config:  # a user's class in the hyper-parameters: torch cannot know it is harmless
+    def __init__(self):
+        self.depth = 3
+
+
+def test_a_refused_file_names_what_it_holds_and_what_to_do(tmp_path):
+    _lightning(tmp_path / "epoch=0-step=1.ckpt", _state(0), 0, 1, hparams={**HPARAMS, "config": Config()})
+    with pytest.raises(GlobscopeError) as e:
+        read_file(tmp_path / "epoch=0-step=1.ckpt")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'epoch=0-step=1.ckpt'}: refused to load: it holds pickled ")
+    assert "test_user_runs.Config," in msg and "numpy" not in msg.split("which could")[0]
+    assert "if you trust the file, save its state dict alone" in msg
+    assert "\n" not in msg and "\x1b" not in msg and "Weights only" not in msg
+
+
+class _Evil:
+    marker = None
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("zipfile", [True, False])
+def test_a_pickle_that_would_run_code_among_allowed_values_never_runs(tmp_path, zipfile):
+    marker = tmp_path / "pwned"
+    _Evil.marker = marker
+    ckpt = {"epoch": 0, "global_step": 1, "state_dict": _state(0), "hyper_parameters": {**HPARAMS, "x": _Evil()}}
+    torch.save(ckpt, tmp_path / "last.ckpt", _use_new_zipfile_serialization=zipfile)
+    assert not marker.exists()
+    probe = tmp_path / "probe"  # the payload really runs under a plain unpickler (so the test can fail)
+    _Evil.marker = probe
+    pickle.loads(pickle.dumps(_Evil()))
+    assert probe.exists()
+    with pytest.raises(GlobscopeError, match=r"last.ckpt: refused to load: it holds pickled \S*open"):
+        read_file(tmp_path / "last.ckpt")
+    assert not marker.exists()
+
+
+# -- files that do not fit, and broken files -----------------------------------------------------------
+def _truncations(good: bytes, legacy: bytes):
+    return {"empty": b"", "half": good[: len(good) // 2], "tail cut": good[:-10], "header only": good[:100],
+            "legacy half": legacy[: len(legacy) // 2], "text": b"epoch 3, loss 0.1\n"}
+
+
+@pytest.mark.parametrize("case", list(_truncations(b"", b"")))
+def test_truncated_and_empty_files_say_so(tmp_path, case):
+    state = _state(0)
+    torch.save(state, tmp_path / "good.pt")
+    buf = io.BytesIO()
+    torch.save(state, buf, _use_new_zipfile_serialization=False)
+    bad = tmp_path / "epoch_1.pt"
+    bad.write_bytes(_truncations((tmp_path / "good.pt").read_bytes(), buf.getvalue())[case])
+    with pytest.raises(GlobscopeError) as e:
+        read_file(bad)
+    assert str(e.value) == (f"{bad}: unreadable checkpoint: truncated or not a PyTorch file ({bad.stat().st_size} "
+                            "bytes); copy it again or remove it from the set")
+    assert e.value.__cause__ is not None  # what torch said, for -v
