@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from globscope.checkpoints import extract_state_dict, read_file
+from globscope.checkpoints import extract_state_dict, index_folder, read_file
+from globscope.cli import main
 from globscope.errors import GlobscopeError
 from globscope.layout import ParameterLayout
-from globscope.tasks import models
+from globscope.tasks import get_task, models
 
 
 def _state(seed, cnn=False):
@@ -106,6 +107,29 @@ def test_a_pickle_that_would_run_code_among_allowed_values_never_runs(tmp_path, 
 
 
 # -- files that do not fit, and broken files -----------------------------------------------------------
+def _cnn_set(root, n=3):
+    root.mkdir(parents=True, exist_ok=True)
+    for e in range(n):
+        torch.save(_state(e, cnn=True), root / f"epoch_{e}.pt")
+
+
+def test_a_batchnorm_buffer_of_the_wrong_shape_is_named_at_load(tmp_path, capsys):
+    _cnn_set(tmp_path)
+    bad = _state(5, cnn=True)
+    bad["5.running_mean"] = torch.zeros(17)
+    torch.save(bad, tmp_path / "epoch_2.pt")
+    expected = (f"{tmp_path / 'epoch_2.pt'}: architecture mismatch, buffer '5.running_mean' has shape (17,), "
+                "expected (16,)")
+    cs = index_folder(tmp_path)
+    for layout in (get_task("fashion-cnn").layout, None):  # the task's, and one inferred from the set
+        with pytest.raises(GlobscopeError) as e:
+            cs.load_weights(layout)
+        assert str(e.value) == expected
+    assert main(["fit", str(tmp_path), "--task", "fashion-cnn", "--method", "pca", "--out",
+                 str(tmp_path / "m.pt")]) == 2
+    assert capsys.readouterr().err == f"globscope: error: {expected}\n"
+
+
 def _truncations(good: bytes, legacy: bytes):
     return {"empty": b"", "half": good[: len(good) // 2], "tail cut": good[:-10], "header only": good[:100],
             "legacy half": legacy[: len(legacy) // 2], "text": b"epoch 3, loss 0.1\n"}
