@@ -36,6 +36,8 @@ _FORMATS = {".safetensors": "safetensors", ".npz": "NumPy .npz"}  # the others: 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 # Names of buffers when no model is at hand to tell them apart from parameters.
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+# Unusable files named in one error; reading stops there (a wrong task would fail every file).
+MAX_REPORTED = 10
 
 
 def _harmless_globals() -> list:
@@ -310,12 +312,31 @@ class CheckpointSet:
         return extract_state_dict(read_file(p), self.prefix, source=str(p))
 
     def layout(self, module: torch.nn.Module | None = None) -> ParameterLayout:
-        """The set's layout: the module's if given, else inferred from the first checkpoint."""
+        """The set's layout: the module's if given, else inferred from the first readable checkpoint
+        (the unreadable ones before it are reported by ``load_weights``; all of them here when none reads).
+        """
         if module is not None:
             return ParameterLayout.from_module(module)
-        state = self.state_dict(0)
-        return ParameterLayout.from_state_dict(
-            state, [k for k in state if k.rsplit(".", 1)[-1] in BUFFER_SUFFIXES])
+        errors = []
+        for i in range(len(self)):
+            try:
+                state = self.state_dict(i)
+            except GlobscopeError as e:
+                errors.append(e)
+                if len(errors) == MAX_REPORTED:
+                    break
+                continue
+            return ParameterLayout.from_state_dict(
+                state, [k for k in state if k.rsplit(".", 1)[-1] in BUFFER_SUFFIXES])
+        raise self._unusable(errors, checked=len(errors))
+
+    def _unusable(self, errors: list, checked: int) -> GlobscopeError:
+        """One error naming every unusable file found among the first ``checked`` checkpoints."""
+        if len(errors) == 1:
+            return errors[0]
+        rest = f" (the first {len(errors)} found; {len(self) - checked} not checked)" if checked < len(self) else ""
+        return GlobscopeError(f"{self.root}: {len(errors)} of {len(self)} checkpoints are unusable{rest}:\n  "
+                              + "\n  ".join(str(e) for e in errors))
 
     def fingerprint(self) -> str:
         """Hash of the manifest and every file's size and mtime (cheap cache key)."""
@@ -333,7 +354,7 @@ class CheckpointSet:
         Parameters
         ----------
         layout : ParameterLayout, optional
-            Defaults to ``self.layout()``; every checkpoint must fit it.
+            Defaults to ``self.layout()``; every checkpoint must fit it (parameters and buffers).
         out : path, optional
             Memory-map W there (``.npy``) instead of holding it in RAM: large sets are
             written row by row and never held twice.
@@ -345,6 +366,11 @@ class CheckpointSet:
         W : ndarray of shape (N, D), float32
         buffers : list of dict
             Per checkpoint, its buffers (e.g. BatchNorm statistics) as float tensors.
+
+        Raises
+        ------
+        GlobscopeError
+            Naming every file that cannot be read or does not fit, up to ``MAX_REPORTED`` of them.
         """
         layout = layout or self.layout()
         shape = (len(self), layout.n_params)
@@ -352,13 +378,21 @@ class CheckpointSet:
             W = np.lib.format.open_memmap(str(out), mode="w+", dtype=np.float32, shape=shape)
         else:
             W = np.empty(shape, dtype=np.float32)
-        buffers = []
+        buffers, errors = [], []
         for i in range(len(self)):
-            state = self.state_dict(i)
-            layout.flatten(state, out=W[i], source=str(self.path(i)))
-            buffers.append({k: state[k] for k in layout.buffers if k in state})
+            try:
+                state = self.state_dict(i)
+                layout.flatten(state, out=W[i], source=str(self.path(i)))
+            except GlobscopeError as e:  # read on: one run names every bad file, not only the first
+                errors.append(e)
+                if len(errors) == MAX_REPORTED:
+                    break
+            else:
+                buffers.append({k: state[k] for k in layout.buffers if k in state})
             if progress:
                 progress((i + 1) / len(self))
+        if errors:
+            raise self._unusable(errors, checked=i + 1)
         if out is not None:
             W.flush()
         return W, buffers

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from globscope.checkpoints import extract_state_dict, index_folder, read_file
+from globscope.checkpoints import MAX_REPORTED, extract_state_dict, index_folder, read_file
 from globscope.cli import main
 from globscope.errors import GlobscopeError
 from globscope.layout import ParameterLayout
@@ -128,6 +128,36 @@ def test_a_batchnorm_buffer_of_the_wrong_shape_is_named_at_load(tmp_path, capsys
     assert main(["fit", str(tmp_path), "--task", "fashion-cnn", "--method", "pca", "--out",
                  str(tmp_path / "m.pt")]) == 2
     assert capsys.readouterr().err == f"globscope: error: {expected}\n"
+
+
+def test_every_bad_file_of_a_set_is_named_in_one_error(tmp_path):
+    _cnn_set(tmp_path, n=6)
+    good = (tmp_path / "epoch_5.pt").read_bytes()
+    (tmp_path / "epoch_0.pt").write_bytes(b"")  # the first one too: the layout comes from the next
+    (tmp_path / "epoch_1.pt").write_bytes(good[: len(good) // 2])
+    wrong = _state(1, cnn=True)
+    wrong["9.weight"] = torch.zeros(10, 5)
+    torch.save(wrong, tmp_path / "epoch_3.pt")
+    _lightning(tmp_path / "epoch_4.pt", _state(4, cnn=True), 4, 4, hparams={"config": Config()})
+    with pytest.raises(GlobscopeError) as e:
+        index_folder(tmp_path).load_weights()
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{tmp_path}: 4 of 6 checkpoints are unusable:"
+    assert [line.split(": ", 1)[0].strip() for line in lines[1:]] == [
+        str(tmp_path / f"epoch_{i}.pt") for i in (0, 1, 3, 4)]
+    assert "truncated or not a PyTorch file (0 bytes)" in lines[1] and "truncated" in lines[2]
+    assert "parameter '9.weight' has shape (10, 5)" in lines[3] and "refused to load" in lines[4]
+
+
+def test_reading_stops_after_a_screenful_of_bad_files(tmp_path):
+    for e in range(MAX_REPORTED + 2):
+        (tmp_path / f"epoch_{e}.pt").write_bytes(b"")
+    with pytest.raises(GlobscopeError) as e:
+        index_folder(tmp_path).load_weights()
+    lines = str(e.value).splitlines()
+    assert lines[0] == (f"{tmp_path}: {MAX_REPORTED} of {MAX_REPORTED + 2} checkpoints are unusable "
+                        f"(the first {MAX_REPORTED} found; 2 not checked):")
+    assert len(lines) == MAX_REPORTED + 1
 
 
 def _truncations(good: bytes, legacy: bytes):
