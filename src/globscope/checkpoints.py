@@ -24,6 +24,7 @@ import torch
 from globscope.errors import GlobscopeError
 from globscope.fileio import hash_json, write_json
 from globscope.layout import ParameterLayout
+from globscope.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -399,35 +400,133 @@ class CheckpointSet:
 
 
 _NUMBERED = re.compile(r"^(?P<kind>epoch|step|ep|iter|it)[_-]?(?P<n>\d+)$", re.IGNORECASE)
+# Lightning's ModelCheckpoint names: "epoch=2-step=135", "epoch=02-val_loss=0.31-v1" (KEY=VALUE parts)
+_KEY_VALUE = re.compile(r"(?:^|-)([A-Za-z_][\w.]*)=([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?=-|$)")
+# Folders of Lightning's tree save_dir/lightning_logs/version_N/checkpoints/ that do not tell runs apart
+_NOT_RUN_NAMES = {"lightning_logs", "checkpoints"}
+
+
+def _named_position(stem: str) -> tuple[int | None, int | None, dict] | None:
+    """(epoch, step, metrics) a file's name states (``epoch_K``, ``step_K``, Lightning's
+    ``epoch=K-step=S-val_loss=X``), or None when it states neither epoch nor step."""
+    m = _NUMBERED.match(stem)
+    if m:
+        n = int(m["n"])
+        return (None, n, {}) if m["kind"].lower() in ("step", "iter", "it") else (n, None, {})
+    pairs = dict(_KEY_VALUE.findall(stem))
+    epoch, step = (int(v) if v is not None and v.isdigit() else None
+                   for v in (pairs.pop("epoch", None), pairs.pop("step", None)))
+    if epoch is None and step is None:
+        return None
+    return epoch, step, {k: float(v) for k, v in pairs.items()}
+
+
+def _recorded_position(path: Path) -> tuple[int | None, int | None] | None:
+    """(epoch, step) a training checkpoint records (Lightning's ``epoch`` and ``global_step``), or
+    None when it records neither."""
+    obj = read_file(path)
+    if not isinstance(obj, dict):
+        return None
+    epoch, step = (v if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else None
+                   for v in (obj.get("epoch"), obj.get("global_step", obj.get("step"))))
+    if epoch is None and step is None:
+        return None
+    return (None if epoch is None else int(epoch)), (None if step is None else int(step))
+
+
+def _same_point(a: Checkpoint, b: Checkpoint) -> bool:
+    """Whether two checkpoints of a run were saved at the same point (every number both know agrees)."""
+    known = [(x, y) for x, y in ((a.epoch, b.epoch), (a.step, b.step)) if x is not None and y is not None]
+    return bool(known) and all(x == y for x, y in known)
+
+
+def _natural(text: str) -> list:
+    """Sort key that puts version_2 before version_10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def index_folder(root, task: str | None = None, prefix: str | None = None, *,
-                 save: bool = True) -> CheckpointSet:
-    """Index a tree ``VARIANT/epoch_K.pt`` (or ``step_K``, any supported suffix) into a manifest.
+                 variants: dict[str, str] | None = None, save: bool = True) -> CheckpointSet:
+    """Index a folder of checkpoints into a manifest.
 
-    Files are ordered by run, then number. With ``save`` the manifest is written to
-    ``root/manifest.json``; without, the set lives in memory only (read-only data folders).
+    A checkpoint's epoch and step come from its name: ``epoch_K`` or ``step_K`` (also ``ep``,
+    ``iter``, ``it``; ``_``, ``-`` or nothing between), or PyTorch Lightning's ``epoch=K-step=S``,
+    whose other ``KEY=NUMBER`` parts (``val_loss=0.31``) are kept as the checkpoint's metrics. A
+    PyTorch file whose name states neither (Lightning's ``last.ckpt``, ``{epoch}-{step}`` without
+    metric names) is read for the ``epoch`` and ``global_step`` it records, and left out when a file
+    of its run named with the same epoch and step exists: Lightning writes ``last.ckpt`` as a copy of
+    the latest checkpoint. Other files are skipped with a warning.
+
+    A checkpoint's run is its folder below ``root``, without Lightning's ``lightning_logs`` and
+    ``checkpoints`` folders: ``A/epoch_3.pt`` is run ``A``, ``lightning_logs/version_0/checkpoints/
+    epoch=2-step=135.ckpt`` run ``version_0``, a logger's ``NAME/VERSION/checkpoints/…`` run
+    ``NAME/VERSION``; files directly in ``root`` are run ``run``. Runs are ordered naturally
+    (``version_2`` before ``version_10``), each run's checkpoints by epoch, then step.
+
+    Parameters
+    ----------
+    root : path
+        The folder.
+    task : str, optional
+        Task of every checkpoint (built-in or ``package.module:callable``); checked here, so that a
+        misspelt task fails now rather than at the first fit.
+    prefix : str, optional
+        Key prefix to strip from every state dict (see ``extract_state_dict``).
+    variants : dict of str to str, optional
+        Variant name of a run (``{"version_0": "lr=0.1"}``); a run not named is its own variant.
+    save : bool
+        Write ``root/manifest.json``; without, the set lives in memory only (read-only data folders).
+
+    Returns
+    -------
+    CheckpointSet
     """
     root = Path(root)
     if not root.is_dir():
         raise GlobscopeError(f"{root}: not a folder")
-    found = []
+    if task:
+        get_task(task)
+    named, recorded = [], []
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.suffix.lower() not in SUFFIXES:
             continue
         rel = p.relative_to(root)
-        run = rel.parts[0] if len(rel.parts) > 1 else "run"
-        m = _NUMBERED.match(p.stem)
-        if m is None:
-            log.warning("%s: skipped (name is not epoch_K or step_K)", p)
+        run = "/".join(part for part in rel.parent.parts if part not in _NOT_RUN_NAMES) or "run"
+        position = _named_position(p.stem)
+        if position is not None:
+            epoch, step, metrics = position
+            named.append(Checkpoint(rel.as_posix(), run, epoch, step, task, metrics=metrics))
             continue
-        n = int(m["n"])
-        kind = "step" if m["kind"].lower() in ("step", "iter", "it") else "epoch"
-        found.append((run, kind, n, rel.as_posix()))
-    if not found:
-        raise GlobscopeError(f"{root}: no checkpoint files named VARIANT/epoch_K.<pt|pth|ckpt|safetensors|npz>")
-    found.sort(key=lambda t: (t[0], t[2]))
-    cks = [Checkpoint(file=f, run=run, variant=run, task=task, **{kind: n}) for run, kind, n, f in found]
+        if p.suffix.lower() not in TORCH_SUFFIXES:
+            log.warning("%s: skipped (its name states no epoch or step)", p)
+            continue
+        try:
+            position = _recorded_position(p)
+        except GlobscopeError as e:
+            log.warning("%s: skipped (its name states no epoch or step, and it cannot be read: %s)", p, e)
+            continue
+        if position is None:
+            log.warning("%s: skipped (neither its name nor its content states an epoch or step)", p)
+            continue
+        recorded.append(Checkpoint(rel.as_posix(), run, *position, task))
+    cks = list(named)
+    for c in recorded:
+        twin = next((n for n in named if n.run == c.run and _same_point(n, c)), None)
+        if twin is None:
+            cks.append(c)
+        else:
+            log.info("%s: skipped (a copy of %s, saved at the same epoch and step)", root / c.file, twin.file)
+    if not cks:
+        raise GlobscopeError(f"{root}: no checkpoint files named like VARIANT/epoch_K.pt or Lightning's "
+                             f"epoch=K-step=S.ckpt ({', '.join(sorted(SUFFIXES))})")
+    runs = {c.run for c in cks}
+    unknown = sorted(set(variants or {}) - runs)
+    if unknown:
+        raise GlobscopeError(f"{root}: no run {unknown[0]!r} to name a variant of; the runs are "
+                             f"{', '.join(sorted(runs, key=_natural))}")
+    for c in cks:
+        c.variant = (variants or {}).get(c.run, c.run)
+    cks.sort(key=lambda c: (_natural(c.run), c.position, c.step or 0, c.file))
     cs = CheckpointSet(root, cks, task=task, prefix=prefix)
     if save:
         cs.save()

@@ -4,6 +4,7 @@ broken files real folders hold. Each case works, or fails in one line naming the
 
 import argparse
 import io
+import logging
 import pickle
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from globscope.checkpoints import MAX_REPORTED, extract_state_dict, index_folder, read_file
+from globscope.checkpoints import MAX_REPORTED, CheckpointSet, extract_state_dict, index_folder, read_file
 from globscope.cli import main
 from globscope.errors import GlobscopeError
 from globscope.layout import ParameterLayout
@@ -43,6 +44,67 @@ def _lightning(path, state, epoch, step, hparams=HPARAMS, **extra):
                                                                     "params": [0, 1, 2, 3]}]}],
                 "lr_schedulers": [], "hparams_name": "kwargs", "hyper_parameters": hparams, **extra}, path)
     return state
+
+
+# -- Lightning's names and folders -------------------------------------------------------------------
+def test_lightning_names_give_epoch_step_and_metrics_and_last_ckpt_is_not_doubled(tmp_path):
+    folder = tmp_path / "checkpoints"
+    states = [_lightning(folder / name, _state(e), e, s) for e, s, name in [
+        (0, 45, "epoch=0-step=45.ckpt"), (1, 90, "epoch=1-step=90-val_loss=0.42.ckpt"),
+        (2, 135, "epoch=2-step=135.ckpt")]]
+    _lightning(folder / "last.ckpt", states[-1], 2, 135)  # save_last: a copy of the latest
+    cs = index_folder(folder, prefix="model.")
+    assert [(c.file, c.run, c.epoch, c.step) for c in cs.checkpoints] == [
+        ("epoch=0-step=45.ckpt", "run", 0, 45), ("epoch=1-step=90-val_loss=0.42.ckpt", "run", 1, 90),
+        ("epoch=2-step=135.ckpt", "run", 2, 135)]
+    assert cs.checkpoints[1].metrics == {"val_loss": 0.42}
+    W, _ = cs.load_weights()
+    assert np.array_equal(W[2], cs.layout().flatten(states[2]))
+    # save_top_k=1 kept only the best (epoch 0): last.ckpt is then the one record of epoch 2
+    (folder / "epoch=1-step=90-val_loss=0.42.ckpt").unlink()
+    (folder / "epoch=2-step=135.ckpt").unlink()
+    cs = index_folder(folder, prefix="model.")
+    assert [(c.file, c.epoch, c.step) for c in cs.checkpoints] == [("epoch=0-step=45.ckpt", 0, 45),
+                                                                   ("last.ckpt", 2, 135)]
+
+
+def test_lightning_logs_versions_are_runs_that_map_to_variants(tmp_path, capsys):
+    for version, seed in [("version_0", 0), ("version_1", 10), ("version_10", 20)]:
+        for e in range(2):
+            _lightning(tmp_path / "lightning_logs" / version / "checkpoints" / f"epoch={e}-step={(e + 1) * 30}.ckpt",
+                       _state(seed + e), e, (e + 1) * 30)
+    # a logger's own name/version, and names without metric names (auto_insert_metric_name=False)
+    _lightning(tmp_path / "mnist" / "lr0.1" / "checkpoints" / "0-30.ckpt", _state(30), 0, 30)
+    cs = index_folder(tmp_path, prefix="model.", variants={"version_0": "lr=0.1", "version_1": "lr=0.01"})
+    assert cs.runs == ["mnist/lr0.1", "version_0", "version_1", "version_10"]
+    assert [c.variant for c in cs.checkpoints] == ["mnist/lr0.1", "lr=0.1", "lr=0.1", "lr=0.01", "lr=0.01",
+                                                   "version_10", "version_10"]
+    assert (cs.checkpoints[0].epoch, cs.checkpoints[0].step) == (0, 30)
+    again = CheckpointSet.open(tmp_path)
+    assert [c.to_dict() for c in again.checkpoints] == [c.to_dict() for c in cs.checkpoints]
+    assert again.load_weights()[0].shape == (7, cs.layout().n_params)
+    # the command line: --variant RUN=NAME, repeatable (NAME may hold "=")
+    assert main(["index", str(tmp_path), "--prefix", "model.", "--variant", "version_1=lr=0.01",
+                 "--variant", "mnist/lr0.1=mnist"]) == 0
+    assert "in 4 runs (mnist/lr0.1, version_0, version_1, version_10)" in capsys.readouterr().out
+    assert [c.variant for c in CheckpointSet.open(tmp_path).checkpoints][:4] == [
+        "mnist", "version_0", "version_0", "lr=0.01"]
+    with pytest.raises(GlobscopeError, match="no run 'version_2' to name a variant of; the runs are mnist/lr0.1, "
+                                             "version_0, version_1, version_10"):
+        index_folder(tmp_path, variants={"version_2": "x"})
+    with pytest.raises(SystemExit):
+        main(["index", str(tmp_path), "--variant", "version_0"])
+    assert "--variant: 'version_0' is not RUN=NAME" in capsys.readouterr().err
+
+
+def test_index_checks_the_task_at_once(tmp_path, capsys):
+    _lightning(tmp_path / "A" / "epoch=0-step=1.ckpt", _state(0), 0, 1)
+    with pytest.raises(GlobscopeError, match=r"task 'no_such_mod:task': cannot import"):
+        index_folder(tmp_path, task="no_such_mod:task")
+    assert main(["index", str(tmp_path), "--task", "no_such_mod:task"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_mod:task" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "manifest.json").exists()
 
 
 # -- what Lightning checkpoints hold -----------------------------------------------------------------
@@ -91,7 +153,7 @@ class _Evil:
 
 
 @pytest.mark.parametrize("zipfile", [True, False])
-def test_a_pickle_that_would_run_code_among_allowed_values_never_runs(tmp_path, zipfile):
+def test_a_pickle_that_would_run_code_among_allowed_values_never_runs(tmp_path, zipfile, caplog):
     marker = tmp_path / "pwned"
     _Evil.marker = marker
     ckpt = {"epoch": 0, "global_step": 1, "state_dict": _state(0), "hyper_parameters": {**HPARAMS, "x": _Evil()}}
@@ -103,6 +165,11 @@ def test_a_pickle_that_would_run_code_among_allowed_values_never_runs(tmp_path, 
     assert probe.exists()
     with pytest.raises(GlobscopeError, match=r"last.ckpt: refused to load: it holds pickled \S*open"):
         read_file(tmp_path / "last.ckpt")
+    # indexing reads last.ckpt for its epoch: refused there too, so it is skipped with a warning
+    torch.save(_state(0), tmp_path / "epoch_0.pt")
+    with caplog.at_level(logging.WARNING, logger="globscope.checkpoints"):
+        cs = index_folder(tmp_path, save=False)
+    assert [c.file for c in cs.checkpoints] == ["epoch_0.pt"] and "last.ckpt: skipped" in caplog.text
     assert not marker.exists()
 
 
