@@ -72,8 +72,17 @@ class Bars:
 def _cmd_index(a, bars):
     from globscope.checkpoints import index_folder
 
-    cs = index_folder(a.folder, task=a.task, prefix=a.prefix)
-    print(f"indexed {len(cs)} checkpoints in {len(cs.runs)} runs -> {cs.root / 'manifest.json'}")
+    cs = index_folder(a.folder, task=a.task, prefix=a.prefix, variants=dict(a.variant))
+    shown = ", ".join(cs.runs[:8]) + (", ..." if len(cs.runs) > 8 else "")
+    print(f"indexed {len(cs)} checkpoints in {len(cs.runs)} runs ({shown}) -> {cs.root / 'manifest.json'}")
+
+
+def _run_variant(text: str) -> tuple[str, str]:
+    """An argparse type: RUN=NAME."""
+    run, _, name = text.partition("=")
+    if not run or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not RUN=NAME")
+    return run, name
 
 
 def _cmd_zoo(a, bars):
@@ -403,10 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     tasks_help = f"built-in ({', '.join(BUILTIN_TASKS)}) or package.module:callable"
 
-    s = sub.add_parser("index", help="index a tree VARIANT/epoch_K.pt into manifest.json")
+    s = sub.add_parser("index", help="index a tree VARIANT/epoch_K.pt or Lightning's lightning_logs/version_N/"
+                                      "checkpoints/epoch=K-step=S.ckpt into manifest.json")
     s.add_argument("folder")
     s.add_argument("--task", help=f"task of every checkpoint: {tasks_help}")
     s.add_argument("--prefix", help="key prefix to strip, e.g. Lightning's 'model.'")
+    s.add_argument("--variant", action="append", default=[], type=_run_variant, metavar="RUN=NAME",
+                   help="name the variant of run RUN (a folder: A, version_0, NAME/VERSION); repeatable; "
+                        "a run not named is its own variant")
     s.set_defaults(fn=_cmd_index)
 
     s = sub.add_parser("zoo", help="train a model zoo (variants A..G) into a checkpoint set")

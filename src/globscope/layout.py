@@ -38,11 +38,15 @@ class ParameterLayout:
         The trainable tensors in vector order.
     buffers : sequence of str
         State-dict keys that are buffers (kept beside the vector, never in it).
+    buffer_shapes : mapping of str to tuple of int, optional
+        The buffers' shapes where known (a module's, a state dict's); ``check`` holds state dicts
+        to them as to the parameters' shapes.
     """
 
-    def __init__(self, entries, buffers=()):
+    def __init__(self, entries, buffers=(), buffer_shapes=None):
         self.entries = tuple(entries)
         self.buffers = tuple(buffers)
+        self.buffer_shapes = dict(buffer_shapes or {})
         self.offsets = np.cumsum([0] + [e.size for e in self.entries])
         names = [e.name for e in self.entries]
         if len(set(names)) != len(names):
@@ -65,7 +69,8 @@ class ParameterLayout:
             for n, p in module.named_parameters()
             if p.requires_grad
         ]
-        return cls(entries, [n for n, _ in module.named_buffers()])
+        buffers = dict(module.named_buffers())
+        return cls(entries, list(buffers), {n: tuple(b.shape) for n, b in buffers.items()})
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, torch.Tensor], buffers=()) -> ParameterLayout:
@@ -76,7 +81,8 @@ class ParameterLayout:
             for k, v in state.items()
             if k not in buffers and v.is_floating_point()
         ]
-        return cls(entries, [k for k in state if k in buffers])
+        shapes = {k: tuple(v.shape) for k, v in state.items() if k in buffers}
+        return cls(entries, list(shapes), shapes)
 
     def to_dict(self) -> dict:
         return {
@@ -106,12 +112,14 @@ class ParameterLayout:
         if extra:
             raise GlobscopeError(f"{source}: architecture mismatch, unexpected parameter {extra[0]!r}"
                                  + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
-        for e in self.entries:
-            shape = tuple(state[e.name].shape)
-            if shape != e.shape:
-                raise GlobscopeError(
-                    f"{source}: architecture mismatch, parameter {e.name!r} has shape {shape}, "
-                    f"expected {e.shape}")
+        # buffers too: a wrong running_mean passes the fit but breaks the landscape's forward passes
+        expected = [("parameter", e.name, e.shape) for e in self.entries]
+        expected += [("buffer", k, shape) for k, shape in self.buffer_shapes.items() if k in state]
+        for kind, name, want in expected:
+            shape = tuple(state[name].shape)
+            if shape != want:
+                raise GlobscopeError(f"{source}: architecture mismatch, {kind} {name!r} has shape {shape}, "
+                                     f"expected {want}")
 
     def flatten(self, state: Mapping[str, torch.Tensor], out: np.ndarray | None = None,
                 source: str = "state dict") -> np.ndarray:
