@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="paraview python3-paraview python3-venv xvfb dataset-fashion-mnist"
+# libqt5svg5: the GUI's toolbar icons (SVG); x11-apps: xwd, the GUI screenshot (globscope paraview --screenshot)
+APT_PACKAGES="paraview python3-paraview python3-venv xvfb x11-apps libqt5svg5 dataset-fashion-mnist"
 MNIST_VERSION=1.2.6
 declare -A MNIST_SHA256=(
   [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db

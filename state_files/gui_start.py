@@ -1,10 +1,9 @@
 """Run by ``paraview --script=gui_start.py`` (``globscope paraview BUNDLE``): apply the landscape
 state to the bundle named by ``GLOBSCOPE_BUNDLE`` (a saved state ``GLOBSCOPE_STATE``, .pvsm or .py,
-instead of building it, when set). With ``GLOBSCOPE_SCREENSHOT`` a screenshot of the landscape
-view is written there (the GUI test)."""
+instead of building it, when set), then say so on stdout (``globscope paraview --screenshot``
+waits for that line)."""
 
 import os
-import sys
 
 import globscope_entry  # on PYTHONPATH: `globscope paraview` starts the GUI with Globscope's environment
 
@@ -14,16 +13,11 @@ import globscope_state as gs  # noqa: E402
 from paraview import simple  # noqa: E402
 
 from globscope.environment import get as env_get  # noqa: E402
+from globscope.paraview_launch import GUI_READY_MARK  # noqa: E402
 
 bundle = env_get("GLOBSCOPE_BUNDLE") or os.getcwd()
 state = env_get("GLOBSCOPE_STATE")
 view = gs.load_state(state, bundle) if state else gs.build_landscape(bundle)
 simple.SetActiveView(view)
 simple.Render(view)
-shot = env_get("GLOBSCOPE_SCREENSHOT")
-if shot:
-    simple.SaveScreenshot(shot, view, ImageResolution=[1200, 800])
-if env_get("GLOBSCOPE_EXIT_AFTER_SCRIPT"):  # tests: leave once the screenshot is written
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+print(GUI_READY_MARK, flush=True)

@@ -174,6 +174,9 @@ def _cmd_render(a, bars):
 def _cmd_paraview(a, bars):
     from globscope import paraview_launch
 
+    if a.screenshot:
+        print(paraview_launch.gui_screenshot(a.bundle, a.screenshot, state=a.state, size=a.size))
+        return 0
     return paraview_launch.open_gui(a.bundle, state=a.state)
 
 
@@ -478,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("paraview", help="open the ParaView GUI with the plugin loaded and the state applied")
     s.add_argument("bundle")
     s.add_argument("--state", help=".pvsm or Python state (default: Globscope's landscape state)")
+    s.add_argument("--screenshot", metavar="PNG", help="open the GUI on a private display with a fresh profile, save "
+                                                        "the whole window once the state is applied, and exit")
+    s.add_argument("--size", nargs=2, type=int, default=(1600, 1000), metavar=("W", "H"),
+                   help="the window's size with --screenshot (default 1600 1000)")
     s.set_defaults(fn=_cmd_paraview)
 
     s = sub.add_parser("doctor", help="report ParaView, TTK and CUDA, and what the pipeline will use")

@@ -15,8 +15,6 @@ variable                       meaning
 ``GLOBSCOPE_TOPOLOGY_ENGINE``  ``globscope`` forces Globscope's topology filters where TTK loads
 ``GLOBSCOPE_BUNDLE``           the bundle a state is built on (set by ``globscope paraview``)
 ``GLOBSCOPE_STATE``            a saved state (``.pvsm``/``.py``) the GUI loads instead of building one
-``GLOBSCOPE_SCREENSHOT``       the GUI writes a screenshot of the landscape there (tests)
-``GLOBSCOPE_EXIT_AFTER_SCRIPT``  the GUI quits once its start script ran (tests)
 ``RANK``, ``WORLD_SIZE``,      torchrun's: ``globscope landscape`` shards its chunks over the ranks
 ``LOCAL_RANK``
 =============================  ====================================================================
@@ -35,8 +33,7 @@ from pathlib import Path
 from globscope.errors import GlobscopeError
 
 VARIABLES = ("GLOBSCOPE_DATA_DIR", "GLOBSCOPE_CACHE", "GLOBSCOPE_PLUGIN_DIR", "GLOBSCOPE_STATE_DIR", "PARAVIEW_BIN",
-             "GLOBSCOPE_TOPOLOGY_ENGINE", "GLOBSCOPE_BUNDLE", "GLOBSCOPE_STATE", "GLOBSCOPE_SCREENSHOT",
-             "GLOBSCOPE_EXIT_AFTER_SCRIPT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+             "GLOBSCOPE_TOPOLOGY_ENGINE", "GLOBSCOPE_BUNDLE", "GLOBSCOPE_STATE", "RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 def get(name: str, default: str | None = None) -> str | None:

@@ -153,14 +153,33 @@ def save_state(bundle, out_pvsm=None, timeout: float | None = 900) -> Path:
     return out
 
 
-def gui_command(bundle, state=None) -> tuple[list[str], dict]:
-    """The command line and environment :func:`open_gui` uses (printed by the demo)."""
+GUI_READY_MARK = "GLOBSCOPE-GUI-READY"  # gui_start.py prints it once the state is applied
+
+
+def welcome_dialog_off(config_home: Path | None = None) -> bool:
+    """Whether the user's own ParaView settings switch the modal welcome dialog off (read, never
+    written: ``ParaView<version>.ini`` under ``$XDG_CONFIG_HOME/ParaView``)."""
+    config_home = config_home or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    inis = [p for p in (config_home / "ParaView").glob("ParaView*.ini") if not p.stem.endswith("-dr")]
+    return bool(inis) and all("GeneralSettings.ShowWelcomeDialog=false" in p.read_text(errors="replace")
+                              for p in inis)
+
+
+def gui_command(bundle, state=None, fresh_profile: bool | None = None) -> tuple[list[str], dict]:
+    """The command line and environment :func:`open_gui` uses (printed by the demo).
+
+    ``fresh_profile``: start ParaView with default settings (``--dr``: the user's settings are
+    neither read nor written). None: only when the user's settings would open the modal welcome
+    dialog, behind which the state would wait (a fresh profile, or one that never switched it off).
+    """
     bundle = Path(bundle).resolve()
     extra = {"GLOBSCOPE_BUNDLE": str(bundle), "GLOBSCOPE_STATE_DIR": str(paraview_side().states)}
     if state:
         extra["GLOBSCOPE_STATE"] = str(Path(state).resolve())
+    if fresh_profile is None:
+        fresh_profile = not welcome_dialog_off()
     script = state_script("gui_start.py")
-    return command("paraview", [f"--script={script}"]), extra
+    return command("paraview", [*(["--dr"] if fresh_profile else []), f"--script={script}"]), extra
 
 
 def open_gui(bundle, state=None, wait: bool = True, env: dict | None = None):
@@ -171,6 +190,61 @@ def open_gui(bundle, state=None, wait: bool = True, env: dict | None = None):
     cmd, extra = gui_command(bundle, state)
     p = subprocess.Popen(cmd, env=environment({**extra, **(env or {})}))
     return p.wait() if wait else p
+
+
+def gui_screenshot(bundle, out_png, state=None, size=(1600, 1000), timeout: float = 300, settle: float = 3.0,
+                   env: dict | None = None) -> Path:
+    """Open the GUI on a private X display with a fresh profile, apply the state, save a picture
+    of the whole window once it is ready, and close it (``globscope paraview --screenshot``).
+
+    Parameters
+    ----------
+    size : (width, height)
+        The window's size in pixels (the picture's).
+    settle : float
+        Seconds between the state's "ready" and the picture, for Qt to paint the panels.
+
+    Returns
+    -------
+    Path
+        ``out_png``, written atomically (nothing when the GUI failed; the error says why).
+    """
+    import threading
+    import time
+
+    from globscope import xscreen
+
+    cmd, extra = gui_command(bundle, state, fresh_profile=True)
+    cmd = cmd[cmd.index(find_executable("paraview")):]  # our own display, not xvfb-run's
+    cmd[1:1] = ["-geometry", f"{int(size[0])}x{int(size[1])}+0+0"]  # Qt's option: no window manager to size it
+    lines: list[str] = []
+    ready = threading.Event()
+    with xscreen.PrivateDisplay((max(int(size[0]), 640), max(int(size[1]), 480))) as display:
+        p = subprocess.Popen(cmd, env=environment({**extra, **(env or {}), "DISPLAY": display}),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        def read():  # ParaView's output, watched for the state's "ready"
+            for line in p.stdout:
+                lines.append(line)
+                if line.startswith(GUI_READY_MARK):
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            t0 = time.monotonic()
+            while not ready.wait(0.5):
+                if p.poll() is not None or time.monotonic() - t0 > timeout:
+                    why = "exited" if p.poll() is not None else f"was not ready within {timeout:.0f} s"
+                    tail = "".join(lines[-25:]).strip()
+                    raise GlobscopeError(f"the ParaView GUI {why} before its state was applied:\n{tail}")
+            time.sleep(settle)
+            return xscreen.write_png(out_png, xscreen.crop_to_content(xscreen.grab(display)))
+        finally:
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def doctor(timeout: float | None = 300) -> dict:
@@ -219,5 +293,6 @@ def doctor(timeout: float | None = 300) -> dict:
     return report
 
 
-__all__ = ["environment", "command", "run_script", "render", "save_state", "open_gui", "gui_command", "doctor",
+__all__ = ["environment", "command", "run_script", "render", "save_state", "open_gui", "gui_command",
+           "gui_screenshot", "welcome_dialog_off", "doctor",
            "find_executable", "state_script", "has_display"]
