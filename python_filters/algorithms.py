@@ -50,6 +50,7 @@ class GlobscopeAlgorithm(VTKPythonAlgorithmBase):
         VTKPythonAlgorithmBase.__init__(self, **kw)
         self._cache_key = None
         self._cache = None
+        self._reported = None  # the last error shown: (modification time, message)
         self.n_computed = 0  # how many times the expensive part ran (tests read it)
 
     def _set(self, attr, value):
@@ -96,8 +97,11 @@ class GlobscopeAlgorithm(VTKPythonAlgorithmBase):
         except Aborted:  # the user pressed abort; finished work stays cached
             _error(f"{type(self).__name__}: aborted by the user")
             return 0
-        except GlobscopeError as e:  # the user's mistake: its message only
-            _error(f"{type(self).__name__}: {e}")
+        except GlobscopeError as e:  # the user's mistake: its message only, once per change of the filter
+            report = (self.GetMTime(), str(e))  # (ParaView asks each output port: a 3-port filter fails 3 times)
+            if report != self._reported:
+                _error(f"{type(self).__name__}: {e}")
+                self._reported = report
             return 0
         except Exception:  # noqa: BLE001 - a bug: the traceback, in ParaView's output window; keep the session
             import traceback
@@ -159,16 +163,23 @@ class CheckpointSetReader(GlobscopeAlgorithm):
         return self._filename
 
     def _set_info(self):
+        """(key, checkpoint set, parameter count), or None (no file name, or a set that cannot be
+        opened: RequestData says why, once; the information properties, which ParaView asks for
+        many times, stay empty rather than raising)."""
         if not self._filename:
             return None
-        key = self._stat_key()
-        if self._info is None or self._info[0] != key:
-            cs = stages.open_set(self._filename)
-            try:
-                n = cs.layout().n_params
-            except GlobscopeError:  # a broken first file shows in RequestData
-                n = -1
-            self._info = (key, cs, n)
+        try:
+            key = self._stat_key()
+            if self._info is None or self._info[0] != key:
+                self._info = None
+                cs = stages.open_set(self._filename)
+                try:
+                    n = cs.layout().n_params
+                except GlobscopeError:  # a broken first file shows in RequestData
+                    n = -1
+                self._info = (key, cs, n)
+        except GlobscopeError:
+            return None
         return self._info
 
     def _stat_key(self):
@@ -194,6 +205,8 @@ class CheckpointSetReader(GlobscopeAlgorithm):
     def execute(self, inInfo, outInfo):
         if not self._filename:
             raise GlobscopeError("no checkpoint set given (FileName is empty)")
+        if self._set_info() is None:
+            stages.open_set(self._filename)  # raises: the reason, in one line
         _, cs, n_params = self._set_info()
         runs = cs.runs
         cks = cs.checkpoints
@@ -553,12 +566,19 @@ class MergeTree(_TopologyFilter):
 
     def __init__(self):
         _TopologyFilter.__init__(self, nOutputPorts=3)
+        self.tree_type = N.TreeType.JOIN
 
     def FillOutputPortInformation(self, port, info):
         info.Set(vtkDataObject.DATA_TYPE_NAME(), "vtkImageData" if port == 2 else "vtkUnstructuredGrid")
         return 1
 
+    def SetTreeType(self, v):
+        self._set("tree_type", N.TreeType(int(v)))
+
     def execute(self, inInfo, outInfo):
+        if self.tree_type != N.TreeType.JOIN:
+            raise GlobscopeError(f"TreeType {self.tree_type.name.title()} Tree: Globscope's engine computes the join "
+                                 "tree (the basins of a loss); native TTK's merge tree computes the others")
         img, arr, grid, res = self._analyze(inInfo, self.persistence)
         t = res.join_tree
         pos = grid.coordinates(t.node_vertex)

@@ -11,7 +11,6 @@ and ``usercustomize.py`` do).
 
 from paraview.util.vtkAlgorithm import smdomain, smhint, smproperty, smproxy
 
-from globscope.errors import GlobscopeError
 from globscope.names import BN_MODES, DEVICES, IMAGE_DIMS, MANIFOLD_METHODS, Choices, TreeType
 from globscope.settings import FitSettings, LandscapeSettings, TopologySettings
 from python_filters import CATEGORY
@@ -34,11 +33,14 @@ def _values(values):
 
 def _scalar_field(base):
     """TTK's ``ScalarField`` property (a point scalar array of the input) for a proxy of ``base``,
-    as a method to assign in the proxy's class body (ParaView reads the class's own members)."""
+    as a method to assign in the proxy's class body (ParaView reads the class's own members).
+
+    Declared like ParaView's own Contour's: the domain defaults to the input's active scalars
+    (``log_loss`` in Globscope's landscapes), never to an empty ``[None, '0']``."""
     @smproperty.xml("""
         <StringVectorProperty name="ScalarField" label="Scalar Field" command="SetInputArrayToProcess"
-                              element_types="0 0 0 0 2" number_of_elements="5" default_values="0">
-          <ArrayListDomain name="array_list" attribute_type="Scalars" input_domain_name="input_array">
+                              element_types="0 0 0 0 2" number_of_elements="5">
+          <ArrayListDomain name="array_list" attribute_type="Scalars">
             <RequiredProperties><Property name="Input" function="Input"/></RequiredProperties>
           </ArrayListDomain>
           <Documentation>The scalar field (point data) to analyse.</Documentation>
@@ -194,13 +196,12 @@ class GlobscopeMergeTree(A.MergeTree):
     SetInputArrayToProcess = _scalar_field(A.MergeTree)
 
     @smproperty.intvector(name="TreeType", default_values=int(TreeType.JOIN))
-    @smdomain.xml(f'<EnumerationDomain name="enum"><Entry value="{int(TreeType.JOIN)}" text="Join Tree"/>'
-                  '</EnumerationDomain>')
+    @smdomain.xml('<EnumerationDomain name="enum">' + "".join(
+        f'<Entry value="{int(t)}" text="{t.name.title()} Tree"/>' for t in TreeType) + '</EnumerationDomain>')
     def SetTreeType(self, v):
-        """Only the join tree (merge tree of sublevel sets): basins of a loss."""
-        if int(v) != TreeType.JOIN:
-            raise GlobscopeError(f"the Globscope merge tree computes the join tree only (TreeType "
-                                 f"{int(TreeType.JOIN)})")
+        """TTK's choices; Globscope's engine computes the join tree (basins of a loss) and says so
+        when another is asked for."""
+        return A.MergeTree.SetTreeType(self, v)
 
 
 @_filter("GlobscopeBasins", "Basins", ["vtkPointSet"], _second_input("Segmentation", "vtkImageData"))

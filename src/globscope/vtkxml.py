@@ -22,6 +22,7 @@ import numpy as np
 from globscope.errors import GlobscopeError
 from globscope.fileio import write_bytes
 from globscope.grid import Grid, to_points
+from globscope.names import LOG_LOSS
 
 _VTK_TYPES = {
     np.dtype(np.float32): "Float32", np.dtype(np.float64): "Float64",
@@ -106,6 +107,10 @@ def write_image_data(path, arrays: dict[str, np.ndarray], grid: Grid | None = No
                      field_data: dict | None = None) -> Path:
     """Write a .vti of scalar point arrays.
 
+    The active scalars are ``log_loss`` when the file has it (the array Globscope shows and
+    analyses: ParaView's filters, Contour or the topology filters, then default to it), else the
+    first array.
+
     Parameters
     ----------
     arrays : dict of str to ndarray of shape ``grid.shape`` (1- to 3-D, indexed x first)
@@ -125,11 +130,11 @@ def write_image_data(path, arrays: dict[str, np.ndarray], grid: Grid | None = No
     origin, spacing, dims = grid.padded(3)
     ext = " ".join(f"0 {n - 1}" for n in dims)
     pts = {k: to_points(a) for k, a in arrays.items()}
-    first = next(iter(arrays))
+    active = LOG_LOSS if LOG_LOSS in arrays else next(iter(arrays))
     body = (f'<ImageData WholeExtent="{ext}" Origin="{" ".join(map(repr, origin))}" '
             f'Spacing="{" ".join(map(repr, spacing))}">\n{_field_data(field_data)}'
             f'<Piece Extent="{ext}">\n'
-            + _attrs(pts, grid.n_points, "PointData").replace("<PointData>", f'<PointData Scalars="{first}">', 1)
+            + _attrs(pts, grid.n_points, "PointData").replace("<PointData>", f'<PointData Scalars="{active}">', 1)
             + "<CellData>\n</CellData>\n</Piece>\n</ImageData>\n")
     write_bytes(path, _file("ImageData", body))
     return Path(path)
