@@ -21,6 +21,16 @@ from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, LOG_LOSS, MANIF
 # digits field takes about half a second on 2 CPU cores)
 DEFAULT_RESOLUTION = 128
 
+# a landscape beyond any of these is "huge": it runs only with ``LandscapeSettings.allow_huge``
+# (``--allow-huge``); one that cannot fit this machine's memory or disk never runs
+# (``globscope.landscape.limits``). 10**8 points take about an hour at the CPU's ~30 000 points/s
+# on digits-mlp, and their field needs about as much memory as a workstation has.
+HUGE_POINTS = 10 ** 8
+HUGE_FRACTION = 0.5  # of the available memory, or of the free disk at the output folder
+HUGE_SECONDS = 12 * 3600  # estimated time, when an earlier run in the output folder measured the speed
+# without a terminal the landscape command logs its progress at this interval (seconds)
+PROGRESS_LOG_SECONDS = 60.0
+
 
 class _Settings:
     """Shared behaviour of the settings dataclasses."""
@@ -116,6 +126,7 @@ class LandscapeSettings(_Settings):
     calibration_size: int = 256  # training examples for bn="recompute"
     max_batch_models: int | None = None  # None: from the memory budget
     threads: int | None = None  # None: torch's, or what formulation="auto" measures to be faster
+    allow_huge: bool = False  # run a job beyond the HUGE_* limits (one that fits the machine)
 
     def check(self):
         res = self.resolution if isinstance(self.resolution, tuple) else (self.resolution,)
@@ -129,6 +140,8 @@ class LandscapeSettings(_Settings):
             raise GlobscopeError(f"formulation must be one of {', '.join(FORMULATIONS)}, not {self.formulation!r}")
         _positive_or_none(chunk_points=self.chunk_points, calibration_size=self.calibration_size,
                           max_batch_models=self.max_batch_models, threads=self.threads)
+        if not isinstance(self.allow_huge, bool):
+            raise GlobscopeError(f"allow_huge must be True or False, got {self.allow_huge!r}")
 
     def n_points(self, dim: int) -> int:
         """Grid vertices in all for a ``dim``-D manifold."""
@@ -266,4 +279,4 @@ class DemoSettings(_Settings):
 
 __all__ = ["ZooSettings", "FitSettings", "LandscapeSettings", "TopologySettings", "RenderSettings", "ConnectSettings",
            "PathSettings", "RebasinSettings", "DemoSettings",
-           "DEFAULT_RESOLUTION"]
+           "DEFAULT_RESOLUTION", "HUGE_POINTS", "HUGE_FRACTION", "HUGE_SECONDS", "PROGRESS_LOG_SECONDS"]

@@ -21,7 +21,8 @@ from globscope.landscape.batchnorm import stack_buffers
 from globscope.landscape.distributed import Context, context
 from globscope.landscape.evaluation import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
-from globscope.landscape.store import FIELDS, ChunkStore
+from globscope.landscape.limits import estimate
+from globscope.landscape.store import CACHE_DIR, FIELDS, ChunkStore
 from globscope.names import ACCURACY, DISTANCE, FIELD_ARRAYS, LOG_LOSS, LOSS
 from globscope.settings import LandscapeSettings
 from globscope.tasks import Task
@@ -29,7 +30,6 @@ from globscope.tasks import Task
 log = logging.getLogger(__name__)
 
 FORMAT = "globscope-landscape"
-CACHE_DIR = ".landscape-cache"
 
 
 def make_decoder(manifold, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
@@ -124,9 +124,10 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
     """
     ctx = ctx or Context()
     mine = ctx.mine(store.n_chunks)
-    todo = [i for i in mine if not store.has(i)]
-    n_mine = sum(store.span(i)[1] - store.span(i)[0] for i in mine) or 1
-    done_pts = n_mine - sum(store.span(i)[1] - store.span(i)[0] for i in todo)
+    stored = set(store.done())
+    todo = (i for i in mine if i not in stored)  # lazily: a huge grid has millions of chunks
+    n_mine = ctx.share(store.n_points, store.chunk_points) or 1
+    done_pts = sum(store.span(i)[1] - store.span(i)[0] for i in stored if i in mine)
     if progress:
         progress(done_pts / n_mine)
     with evaluator.session():
@@ -134,17 +135,24 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
                         codes)
     if progress:
         progress(1.0)
-    parts = ctx.gather({i: store.load(i) for i in mine})
+    # rank 0 reads its own chunks from its store one at a time; only the other ranks' travel
+    theirs = ctx.gather({} if ctx.is_main else {i: store.load(i) for i in mine})
     if not ctx.is_main:
         return None
     fields = {k: np.empty(grid.n_points) for k in FIELDS}
-    for part in parts:
+
+    def put(i, arrays):
+        start, stop = store.span(i)
+        for k in fields:
+            fields[k][start:stop] = arrays[k]
+
+    for i in mine:
+        put(i, store.load(i))
+    for part in theirs:
         for i, arrays in part.items():
-            start, stop = store.span(i)
             if not store.has(i):  # another node's chunk: keep it here too
                 store.save(i, arrays)
-            for k in fields:
-                fields[k][start:stop] = arrays[k]
+            put(i, arrays)
     return fields
 
 
@@ -281,6 +289,8 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         raise GlobscopeError(f"manifold decodes D = {manifold.n_features_in_} weights, task {task.name!r} "
                              f"has D = {task.layout.n_params}")
     st = settings
+    sized = st.replace(resolution=tuple(int(n) for n in grid.shape)) if grid is not None else st
+    estimate(sized, manifold.dim, out, task.name).check(st.allow_huge)
     dev = resolve_device(st.device)
     own_ctx = ctx is None
     ctx = ctx or context(dev.type)
