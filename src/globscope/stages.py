@@ -245,7 +245,8 @@ def landscape_of(manifold, models: Models, out, settings: LandscapeSettings = La
     return compute_landscape(manifold, task, Z, out, settings, W=models.W, buffers=models.buffers,
                              manifold_id=manifold_id,
                              manifold_path=Path(manifold_path).resolve() if manifold_path else None,
-                             progress=progress, should_abort=should_abort, ctx=ctx)
+                             sources=[str(models.cs.path(i)) for i in range(len(models.W))], progress=progress,
+                             should_abort=should_abort, ctx=ctx)
 
 
 TOPOLOGY = "topology"  # a bundle's topology folder

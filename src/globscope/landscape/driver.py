@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 from globscope.errors import Aborted, GlobscopeError
 from globscope.fileio import hash_json, read_json, write_json
 from globscope.grid import Grid
-from globscope.landscape.batchnorm import stack_buffers
+from globscope.landscape.batchnorm import has_statistics, stack_buffers
 from globscope.landscape.distributed import Context, context
 from globscope.landscape.evaluation import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
@@ -233,7 +233,7 @@ def log_loss(loss: np.ndarray) -> np.ndarray:
 def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: LandscapeSettings = LandscapeSettings(),
                       grid: LatentGrid | None = None, W: np.ndarray | None = None,
                       buffers: list[dict] | None = None, memory_budget: int | None = None,
-                      manifold_id: str | None = None, manifold_path=None,
+                      manifold_id: str | None = None, manifold_path=None, sources: Sequence[str] | None = None,
                       progress: Callable[[float], None] | None = None,
                       should_abort: Callable[[], bool] | None = None, ctx: Context | None = None) -> dict | None:
     """Compute the loss field of ``task`` over a latent grid and write it to ``out``.
@@ -270,6 +270,8 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         Identifies the manifold in the store's key (e.g. its file's hash); default: a content hash.
     manifold_path : path, optional
         Recorded in ``landscape.json``.
+    sources : sequence of str, optional
+        What each input model is (its checkpoint file), named in errors about a model.
     progress : callable(float), optional
     should_abort : callable() -> bool, optional
     ctx : Context, optional
@@ -303,7 +305,8 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         if ev.bn == "reference":
             if buffers is None or len(buffers) != len(Z):
                 raise GlobscopeError("--bn reference needs the input models' buffers (the checkpoint set)")
-            reference = {k: v.to(dev) for k, v in stack_buffers(buffers, ev.buffer_keys).items()}
+            stacked = stack_buffers(buffers, dict(ev.model.named_buffers()), sources)
+            reference = {k: v.to(dev) for k, v in stacked.items()}
         request = grid.to_dict() if grid is not None else {"resolution": np.atleast_1d(st.resolution).tolist(),
                                                             "margin": float(st.margin)}
         keyed = {"task": task.name, "n_eval": ev.n_eval, "data": ev.data_fingerprint(), "bn": ev.bn,
@@ -362,11 +365,20 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         }
         if summary["non_finite_loss"]["total"]:
             log.warning("%d grid points have a non-finite loss (kept as NaN/inf)", summary["non_finite_loss"]["total"])
-        if W is not None:
-            summary["fidelity"] = fidelity(manifold, task, ev, grid, fields[LOSS], Z, W, buffers, dev)
+        # the field first: a later step that fails leaves it on disk
         summary["files"] = write_fields(out, grid, fields, task.name)
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         write_json(out / "landscape.json", summary)
+        if W is not None:
+            try:
+                summary["fidelity"] = fidelity(manifold, task, ev, grid, fields[LOSS], Z, W, buffers, dev, sources)
+            except Exception as e:  # noqa: BLE001 - any failure of this step: name it, keep the field (cause kept)
+                why = str(e) if isinstance(e, GlobscopeError) else f"{type(e).__name__}: {e}"
+                written = ", ".join(str(out / f) for f in summary["files"])
+                raise GlobscopeError(f"landscape: the fidelity step failed ({why}); the field is written ({written}, "
+                                     f"{out / 'landscape.json'} without fidelity numbers)") from e
+            summary["seconds"] = round(time.perf_counter() - t0, 3)
+            write_json(out / "landscape.json", summary)
         return summary
     finally:
         if own_ctx:
@@ -374,28 +386,30 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
 
 
 def fidelity(manifold, task: Task, ev: BatchedEvaluator, grid: LatentGrid, loss_points: np.ndarray,
-             Z: np.ndarray, W: np.ndarray, buffers: list[dict] | None, device) -> dict:
+             Z: np.ndarray, W: np.ndarray, buffers: list[dict] | None, device, sources=None) -> dict:
     """How far to trust the field at the input models.
 
     Compares each input model's loss evaluated directly (its own weights and buffers) with the
     field interpolated (multilinearly) at its encoded point, and with the loss of its decoded
-    weights ``inverse_transform(transform(w))`` (the decoder's share of the error).
+    weights ``inverse_transform(transform(w))`` (the decoder's share of the error). BatchNorm input
+    models whose checkpoints hold no running statistics (parameters only) are evaluated with
+    statistics recomputed on the calibration batch; ``direct_bn`` says which.
     """
     F = grid.to_field(loss_points)
     interp = grid.interpolate(F, Z)
-    direct_ev = ev
-    bufs = None
+    direct_ev, bufs, direct_bn = ev, None, ev.bn  # ev.bn: None without BatchNorm
     if task.has_batchnorm:
-        if buffers is not None:
+        if has_statistics(buffers, ev.buffer_keys):
             direct_ev = BatchedEvaluator(task, device, bn="reference", formulation=ev.formulation
                                          if ev.formulation != "auto" else "vmap", memory_budget=ev.budget)
-            bufs = stack_buffers(buffers, direct_ev.buffer_keys)
+            bufs, direct_bn = stack_buffers(buffers, dict(direct_ev.model.named_buffers()), sources), "reference"
         else:
-            log.warning("fidelity: no buffers for the BatchNorm input models; evaluating them with recomputed "
-                        "statistics")
+            # ev recomputes them: --bn reference stops before the field without statistics
+            log.info("fidelity: the input models' checkpoints hold no BatchNorm statistics; evaluating them with "
+                     "statistics recomputed on the calibration batch")
     direct, _ = direct_ev.evaluate(torch.as_tensor(np.asarray(W, dtype=np.float32)), bufs)
     if ev.bn == "reference":
-        dec_bufs = stack_buffers(buffers, ev.buffer_keys)
+        dec_bufs = stack_buffers(buffers, dict(ev.model.named_buffers()), sources)
     else:
         dec_bufs = None
     decoded, _ = ev.evaluate(make_decoder(manifold, ev.device)(Z), dec_bufs)
@@ -408,7 +422,7 @@ def fidelity(manifold, task: Task, ev: BatchedEvaluator, grid: LatentGrid, loss_
                 "non_finite": int((~fin).sum())}
 
     return {"field_vs_direct": err(interp, direct), "decoded_vs_direct": err(decoded, direct),
-            "field_vs_decoded": err(interp, decoded),
+            "field_vs_decoded": err(interp, decoded), "direct_bn": direct_bn,
             "direct_loss": direct.tolist(), "decoded_loss": decoded.tolist(), "field_loss": interp.tolist()}
 
 
