@@ -12,6 +12,8 @@ ignored, so a CLI option left unset keeps the default) and checks the result.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 
 from globscope.errors import GlobscopeError
@@ -132,9 +134,10 @@ class LandscapeSettings(_Settings):
         res = self.resolution if isinstance(self.resolution, tuple) else (self.resolution,)
         if not 1 <= len(res) <= max(LATENT_DIMS) or any(isinstance(r, bool) or not isinstance(r, int) or r < 2
                                                          for r in res):
-            raise GlobscopeError(f"resolution must be at least 2 vertices per axis, got {self.resolution!r}")
-        if not (self.margin >= 0):
-            raise GlobscopeError(f"margin must be >= 0, got {self.margin!r}")
+            raise GlobscopeError(f"resolution must be whole numbers of at least 2 vertices per axis (one value, or "
+                                 f"one per latent axis), got {self.resolution!r}")
+        if not (isinstance(self.margin, numbers.Real) and math.isfinite(self.margin) and self.margin >= 0):
+            raise GlobscopeError(f"margin must be a finite fraction >= 0 of the models' box, got {self.margin!r}")
         object.__setattr__(self, "bn", BN_MODES.name(self.bn))
         if self.formulation not in FORMULATIONS:
             raise GlobscopeError(f"formulation must be one of {', '.join(FORMULATIONS)}, not {self.formulation!r}")

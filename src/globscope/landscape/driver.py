@@ -92,6 +92,34 @@ def models_fingerprint(Z: np.ndarray, W: np.ndarray | None = None) -> str:
     return hash_json(np.round((Z - Z.min(0)) / ext, 3).tolist())
 
 
+def check_points(manifold, Z: np.ndarray, manifold_path=None, sources: Sequence[str] | None = None) -> None:
+    """Refuse encoded points that hold NaN or Inf, naming the manifold file and, when its state holds
+    NaN, where (``Manifold.nan_state``).
+
+    Parameters
+    ----------
+    manifold : Manifold
+    Z : ndarray of shape (N, d)
+        The input models encoded by ``manifold`` (their weights are finite: reading a checkpoint
+        refuses NaN).
+    manifold_path : path, optional
+    sources : sequence of str, optional
+        Each model's checkpoint file.
+    """
+    bad = np.flatnonzero(~np.isfinite(Z).all(axis=1))
+    if not len(bad):
+        return
+    where = manifold_path or "the manifold"
+    nan_state = manifold.nan_state() if hasattr(manifold, "nan_state") else []
+    if nan_state:
+        names = ", ".join(nan_state[:3]) + (f" and {len(nan_state) - 3} more" if len(nan_state) > 3 else "")
+        raise GlobscopeError(f"{where}: the manifold's state holds NaN ({names}), so it encodes {len(bad)} of "
+                             f"{len(Z)} models to NaN or Inf; refit it with `globscope fit`")
+    first = sources[bad[0]] if sources is not None else f"model {bad[0]}"
+    raise GlobscopeError(f"{where}: the manifold encodes {len(bad)} of {len(Z)} models to NaN or Inf (the first: "
+                         f"{first}); refit it with `globscope fit`")
+
+
 def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.ndarray, store: ChunkStore,
                   reference: dict | None = None, ctx: Context | None = None,
                   progress: Callable[[float], None] | None = None,
@@ -269,7 +297,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
     manifold_id : str, optional
         Identifies the manifold in the store's key (e.g. its file's hash); default: a content hash.
     manifold_path : path, optional
-        Recorded in ``landscape.json``.
+        Recorded in ``landscape.json`` and named in errors about the manifold.
     sources : sequence of str, optional
         What each input model is (its checkpoint file), named in errors about a model.
     progress : callable(float), optional
@@ -281,6 +309,19 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
     -------
     dict or None
         The summary written to ``landscape.json`` (rank 0); None on other ranks.
+
+    Raises
+    ------
+    GlobscopeError
+        Before any set-up: a job too large for this machine, or huge without
+        ``settings.allow_huge`` (:mod:`globscope.landscape.limits`); encoded points that hold NaN
+        or Inf (``check_points``). After the field is written: a failed fidelity step (the field,
+        ``landscape.json`` and the chunk store stay).
+
+    Notes
+    -----
+    The field and ``landscape.json`` are written as soon as the field is complete; the fidelity
+    numbers are added to ``landscape.json`` afterwards.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -293,6 +334,7 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
     st = settings
     sized = st.replace(resolution=tuple(int(n) for n in grid.shape)) if grid is not None else st
     estimate(sized, manifold.dim, out, task.name).check(st.allow_huge)
+    check_points(manifold, Z, manifold_path, sources)
     dev = resolve_device(st.device)
     own_ctx = ctx is None
     ctx = ctx or context(dev.type)
@@ -454,4 +496,4 @@ def write_fields(out, grid: LatentGrid, fields: dict[str, np.ndarray], task_name
 
 
 __all__ = ["compute_landscape", "compute_field", "write_fields", "fidelity", "make_decoder", "make_code_decoder",
-           "non_finite_counts", "log_loss"]
+           "non_finite_counts", "log_loss", "check_points"]
