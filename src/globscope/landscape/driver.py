@@ -333,7 +333,9 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
                              f"has D = {task.layout.n_params}")
     st = settings
     sized = st.replace(resolution=tuple(int(n) for n in grid.shape)) if grid is not None else st
-    estimate(sized, manifold.dim, out, task.name).check(st.allow_huge)
+    job = estimate(sized, manifold.dim, out, task.name)
+    job.check(st.allow_huge)
+    log.info("landscape: %s", job.describe())
     check_points(manifold, Z, manifold_path, sources)
     dev = resolve_device(st.device)
     own_ctx = ctx is None

@@ -11,7 +11,6 @@ Both refusals say the numbers. No torch here: the check costs milliseconds.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from globscope.errors import GlobscopeError
 from globscope.fileio import read_json
 from globscope.landscape.store import CACHE_DIR, n_chunks, stored_chunks
 from globscope.settings import HUGE_FRACTION, HUGE_POINTS, HUGE_SECONDS, LandscapeSettings
-
-log = logging.getLogger(__name__)
 
 # Host memory per grid point at rank 0's peak: the assembled fields (four float64 arrays) and, for
 # d <= 3, landscape.vti's inline base64 text, which the writer holds as bytes, compressed blocks
@@ -162,13 +159,16 @@ class JobEstimate:
         return f"{shape} = {self.n_points:,} grid points need {mem} and {disk}{when}"
 
     def ordinary_resolution(self) -> int:
-        """Vertices per axis of the largest cubic grid that is not huge here (within ``HUGE_POINTS``
-        and ``HUGE_FRACTION`` of the available memory and free disk); 0 when even 2 per axis is."""
+        """Vertices per axis of the largest cubic grid that is not huge here (within ``HUGE_POINTS``,
+        ``HUGE_FRACTION`` of the available memory and free disk, and ``HUGE_SECONDS`` at the
+        measured speed); 0 when even 2 per axis is."""
         todo = max(1, self.n_points - self.stored_points)
         n = float(HUGE_POINTS)
         for need, have in ((self.memory / self.n_points, self.available_memory), (self.disk / todo, self.free_disk)):
             if have is not None:
                 n = min(n, HUGE_FRACTION * have / need)
+        if self.seconds:
+            n = min(n, HUGE_SECONDS * todo / self.seconds)
         r = int(n ** (1 / len(self.shape)))
         return r if r >= 2 else 0
 
@@ -204,7 +204,6 @@ class JobEstimate:
             lower = f" (about {r} per axis is not huge)" if r else ""
             raise GlobscopeError(f"huge landscape ({', '.join(huge)}): {self.describe()}; run it with --allow-huge "
                                  f"(allow_huge=True) if that is meant, or lower --resolution{lower}")
-        log.info("landscape: %s", self.describe())
 
 
 def estimate(settings: LandscapeSettings, dim: int, out, task_name: str | None = None) -> JobEstimate:
