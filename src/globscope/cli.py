@@ -200,6 +200,7 @@ def _cmd_doctor(a, bars):
 def _cmd_landscape(a, bars):
     from globscope import stages
     from globscope.landscape.distributed import Context
+    from globscope.landscape.progress import LogProgress
     from globscope.manifolds import read_manifold_info
     from globscope.settings import LandscapeSettings
 
@@ -208,14 +209,25 @@ def _cmd_landscape(a, bars):
     settings = LandscapeSettings().replace(resolution=res, margin=a.margin, bn=a.bn, device=a.device,
                                            formulation=a.formulation, chunk_points=a.chunk_points,
                                            calibration_size=a.calibration_size,
-                                           max_batch_models=a.max_batch_models, threads=a.threads)
+                                           max_batch_models=a.max_batch_models, threads=a.threads,
+                                           allow_huge=a.allow_huge)
     info = read_manifold_info(a.manifold)
     here = Context.from_environment()
     n = settings.n_points(info.dim)
     progress = None
     if here.is_main:  # this rank's share of the grid points: the bar's total
-        progress = bars.points(f"landscape {n} points" + (f" (rank 0 of {here.world})" if here.world > 1 else ""),
-                               here.share(n, settings.chunk_points))
+        desc = f"landscape {n} points" + (f" (rank 0 of {here.world})" if here.world > 1 else "")
+        total = here.share(n, settings.chunk_points)
+        if bars.enabled:
+            shown = []
+
+            def progress(frac):  # the bar appears with the work, after the stage's size check
+                if not shown:
+                    shown.append(bars.points(desc, total))
+                shown[0](frac)
+        elif not a.no_progress:  # no terminal: log lines (shown without -v too)
+            logging.getLogger(LogProgress.__module__).setLevel(logging.INFO)
+            progress = LogProgress(desc, total)
     s = stages.landscape(a.manifold, a.out, settings, task=a.task, checkpoint_set=a.set, progress=progress)
     if s is None:  # not rank 0
         return
@@ -398,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     are ``None`` and keep the settings' default)."""
     from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, MANIFOLD_METHODS, TOPOLOGY_ENGINES
     from globscope.settings import (
+        HUGE_FRACTION,
+        HUGE_POINTS,
         DemoSettings,
         FitSettings,
         LandscapeSettings,
@@ -512,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch-models", type=_at_least(1), help="most models per forward pass (default: from memory)")
     s.add_argument("--threads", type=_at_least(1), help="CPU threads (default: torch's, or fewer where "
                                                          "--formulation auto measures that to be faster)")
+    s.add_argument("--allow-huge", action="store_true", default=None,
+                   help=f"run a huge job (more than {HUGE_POINTS:.0e} points, or over {100 * HUGE_FRACTION:.0f}%% "
+                        "of the available memory or free disk) that still fits this machine; one that does not fit "
+                        "is always refused, with the estimate")
     s.set_defaults(fn=_cmd_landscape)
 
     from globscope.settings import ConnectSettings, PathSettings, RebasinSettings

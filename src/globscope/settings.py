@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 from globscope.errors import GlobscopeError
@@ -21,6 +22,16 @@ from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, LOG_LOSS, MANIF
 # vertices per axis of the latent grid where nobody asks for another number (the demo's 128²
 # digits field takes about half a second on 2 CPU cores)
 DEFAULT_RESOLUTION = 128
+
+# a landscape beyond any of these is "huge": it runs only with ``LandscapeSettings.allow_huge``
+# (``--allow-huge``); one that cannot fit this machine's memory or disk never runs
+# (``globscope.landscape.limits``). 10**8 points take about an hour at the CPU's ~30 000 points/s
+# on digits-mlp, and their field needs about as much memory as a workstation has.
+HUGE_POINTS = 10 ** 8
+HUGE_FRACTION = 0.5  # of the available memory, or of the free disk at the output folder
+HUGE_SECONDS = 12 * 3600  # estimated time, when an earlier run in the output folder measured the speed
+# without a terminal the landscape command logs its progress at this interval (seconds)
+PROGRESS_LOG_SECONDS = 60.0
 
 
 class _Settings:
@@ -117,19 +128,23 @@ class LandscapeSettings(_Settings):
     calibration_size: int = 256  # training examples for bn="recompute"
     max_batch_models: int | None = None  # None: from the memory budget
     threads: int | None = None  # None: torch's, or what formulation="auto" measures to be faster
+    allow_huge: bool = False  # run a job beyond the HUGE_* limits (one that fits the machine)
 
     def check(self):
         res = self.resolution if isinstance(self.resolution, tuple) else (self.resolution,)
         if not 1 <= len(res) <= max(LATENT_DIMS) or any(isinstance(r, bool) or not isinstance(r, int) or r < 2
                                                          for r in res):
-            raise GlobscopeError(f"resolution must be at least 2 vertices per axis, got {self.resolution!r}")
-        if not (self.margin >= 0):
-            raise GlobscopeError(f"margin must be >= 0, got {self.margin!r}")
+            raise GlobscopeError(f"resolution must be whole numbers of at least 2 vertices per axis (one value, or "
+                                 f"one per latent axis), got {self.resolution!r}")
+        if not (isinstance(self.margin, numbers.Real) and math.isfinite(self.margin) and self.margin >= 0):
+            raise GlobscopeError(f"margin must be a finite fraction >= 0 of the models' box, got {self.margin!r}")
         object.__setattr__(self, "bn", BN_MODES.name(self.bn))
         if self.formulation not in FORMULATIONS:
             raise GlobscopeError(f"formulation must be one of {', '.join(FORMULATIONS)}, not {self.formulation!r}")
         _positive_or_none(chunk_points=self.chunk_points, calibration_size=self.calibration_size,
                           max_batch_models=self.max_batch_models, threads=self.threads)
+        if not isinstance(self.allow_huge, bool):
+            raise GlobscopeError(f"allow_huge must be True or False, got {self.allow_huge!r}")
 
     def n_points(self, dim: int) -> int:
         """Grid vertices in all for a ``dim``-D manifold."""
@@ -268,4 +283,4 @@ class DemoSettings(_Settings):
 
 __all__ = ["ZooSettings", "FitSettings", "LandscapeSettings", "TopologySettings", "RenderSettings", "ConnectSettings",
            "PathSettings", "RebasinSettings", "DemoSettings",
-           "DEFAULT_RESOLUTION"]
+           "DEFAULT_RESOLUTION", "HUGE_POINTS", "HUGE_FRACTION", "HUGE_SECONDS", "PROGRESS_LOG_SECONDS"]

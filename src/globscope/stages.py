@@ -196,12 +196,20 @@ def landscape(manifold_path, out, settings: LandscapeSettings = LandscapeSetting
     (:func:`landscape_of` for the manifold and models :func:`manifold_inputs` finds).
 
     ``manifold_id`` is the file's hash when the caller has it already (the default hashes it).
+    The job's size is checked from the file's header before any checkpoint is read
+    (:mod:`globscope.landscape.limits`: too large for this machine, or huge without
+    ``settings.allow_huge``, is refused with the numbers).
 
     Returns
     -------
     dict or None
         The summary (``landscape.json``) on rank 0, None on other ranks.
     """
+    from globscope.landscape.limits import estimate
+    from globscope.manifolds import read_manifold_info
+
+    info = read_manifold_info(manifold_path)
+    estimate(settings, info.dim, out, task or info.meta.get("task")).check(settings.allow_huge)
     man, models = manifold_inputs(manifold_path, task, checkpoint_set)
     return landscape_of(man, models, out, settings, manifold_path=manifold_path,
                         manifold_id=manifold_id or hash_file(manifold_path), progress=progress,
@@ -237,7 +245,8 @@ def landscape_of(manifold, models: Models, out, settings: LandscapeSettings = La
     return compute_landscape(manifold, task, Z, out, settings, W=models.W, buffers=models.buffers,
                              manifold_id=manifold_id,
                              manifold_path=Path(manifold_path).resolve() if manifold_path else None,
-                             progress=progress, should_abort=should_abort, ctx=ctx)
+                             sources=[str(models.cs.path(i)) for i in range(len(models.W))], progress=progress,
+                             should_abort=should_abort, ctx=ctx)
 
 
 TOPOLOGY = "topology"  # a bundle's topology folder

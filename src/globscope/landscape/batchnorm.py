@@ -82,26 +82,50 @@ class StatisticsProbe:
         return out
 
 
-def stack_buffers(buffers: list[dict], keys) -> dict[str, torch.Tensor]:
+def statistics_keys(keys) -> list[str]:
+    """The running statistics among a model's float buffers ``keys`` (counters left out)."""
+    return [k for k in keys if not k.endswith("num_batches_tracked")]
+
+
+def has_statistics(buffers: list[dict] | None, keys) -> bool:
+    """Whether every model's buffers hold all the running statistics among ``keys`` (checkpoints
+    that hold parameters only do not)."""
+    wanted = statistics_keys(keys)
+    return buffers is not None and all(k in b for b in buffers for k in wanted)
+
+
+def stack_buffers(buffers: list[dict], like: dict[str, torch.Tensor], sources=None) -> dict[str, torch.Tensor]:
     """Stack per-model buffer dicts into tensors with a leading model axis (N, …).
 
     Parameters
     ----------
     buffers : list of dict
         One dict per model (``CheckpointSet.load_weights``'s second value).
-    keys : iterable of str
-        The float buffers wanted (running means and variances); counters are skipped.
+    like : dict of str to Tensor
+        The architecture's buffers (``named_buffers()``): which to stack (the float ones, counters
+        skipped) and the shape each must have.
+    sources : sequence of str, optional
+        What each model is (its checkpoint file), named in the error about one whose statistics
+        are missing or do not fit.
     """
+    def where(i):
+        return sources[i] if sources is not None else f"model {i}"
+
     out = {}
-    for k in keys:
-        if k.endswith("num_batches_tracked"):
-            continue
+    for k in statistics_keys(k for k, v in like.items() if v.is_floating_point()):
         missing = [i for i, b in enumerate(buffers) if k not in b]
         if missing:
-            raise GlobscopeError(f"BatchNorm reference: model {missing[0]} has no buffer {k!r} "
-                                 "(its checkpoint holds no running statistics; use --bn recompute)")
-        out[k] = torch.stack([torch.as_tensor(b[k]).float() for b in buffers])
+            raise GlobscopeError(f"{where(missing[0])}: no BatchNorm running statistics ({k!r}; {len(missing)} of "
+                                 f"{len(buffers)} checkpoints lack them), which --bn reference takes from the "
+                                 "checkpoints; use --bn recompute (the default), which needs none")
+        values = [torch.as_tensor(b[k]).float() for b in buffers]
+        for i, v in enumerate(values):
+            if v.shape != like[k].shape:
+                raise GlobscopeError(f"{where(i)}: BatchNorm statistic {k!r} has shape {tuple(v.shape)}, the "
+                                     f"model's has {tuple(like[k].shape)}")
+        out[k] = torch.stack(values)
     return out
 
 
-__all__ = ["batchnorm_modules", "check_bn_mode", "StatisticsProbe", "stack_buffers"]
+__all__ = ["batchnorm_modules", "check_bn_mode", "StatisticsProbe", "stack_buffers", "statistics_keys",
+           "has_statistics"]

@@ -37,16 +37,22 @@ class Context:
         rank = int(env_get("RANK", "0"))
         return cls(rank=rank, world=int(env_get("WORLD_SIZE", "1")), local_rank=int(env_get("LOCAL_RANK", str(rank))))
 
-    def mine(self, n_chunks: int) -> list[int]:
-        """Chunk indices this rank computes: ``rank, rank + world, …``."""
-        return list(range(self.rank, n_chunks, self.world))
+    def mine(self, n_chunks: int) -> range:
+        """Chunk indices this rank computes: ``rank, rank + world, …`` (a range: never a list of
+        what may be billions of chunks)."""
+        return range(self.rank, n_chunks, self.world)
 
     def share(self, n_points: int, chunk_points: int) -> int:
-        """Grid points of this rank's chunks (chunks of ``chunk_points``, the last one shorter)."""
-        from globscope.landscape.store import chunk_span, n_chunks
+        """Grid points of this rank's chunks (chunks of ``chunk_points``, the last one shorter),
+        counted without walking the chunks."""
+        from globscope.landscape.store import n_chunks
 
-        spans = (chunk_span(i, n_points, chunk_points) for i in self.mine(n_chunks(n_points, chunk_points)))
-        return sum(stop - start for start, stop in spans)
+        total = n_chunks(n_points, chunk_points)
+        mine = self.mine(total)
+        if not mine:
+            return 0
+        last_short = mine[-1] == total - 1  # only the grid's last chunk is shorter
+        return len(mine) * chunk_points - (total * chunk_points - n_points if last_short else 0)
 
     def gather(self, obj):
         """Objects of every rank, in rank order, on rank 0 (None elsewhere)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,12 @@ import torch
 from globscope.errors import Aborted, GlobscopeError
 from globscope.fileio import hash_json, read_json, write_json
 from globscope.grid import Grid
-from globscope.landscape.batchnorm import stack_buffers
+from globscope.landscape.batchnorm import has_statistics, stack_buffers
 from globscope.landscape.distributed import Context, context
 from globscope.landscape.evaluation import BatchedEvaluator, resolve_device
 from globscope.landscape.grid import LatentGrid, nearest_model
-from globscope.landscape.store import FIELDS, ChunkStore
+from globscope.landscape.limits import estimate
+from globscope.landscape.store import CACHE_DIR, FIELDS, ChunkStore
 from globscope.names import ACCURACY, DISTANCE, FIELD_ARRAYS, LOG_LOSS, LOSS
 from globscope.settings import LandscapeSettings
 from globscope.tasks import Task
@@ -29,7 +30,6 @@ from globscope.tasks import Task
 log = logging.getLogger(__name__)
 
 FORMAT = "globscope-landscape"
-CACHE_DIR = ".landscape-cache"
 
 
 def make_decoder(manifold, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
@@ -92,6 +92,34 @@ def models_fingerprint(Z: np.ndarray, W: np.ndarray | None = None) -> str:
     return hash_json(np.round((Z - Z.min(0)) / ext, 3).tolist())
 
 
+def check_points(manifold, Z: np.ndarray, manifold_path=None, sources: Sequence[str] | None = None) -> None:
+    """Refuse encoded points that hold NaN or Inf, naming the manifold file and, when its state holds
+    NaN, where (``Manifold.nan_state``).
+
+    Parameters
+    ----------
+    manifold : Manifold
+    Z : ndarray of shape (N, d)
+        The input models encoded by ``manifold`` (their weights are finite: reading a checkpoint
+        refuses NaN).
+    manifold_path : path, optional
+    sources : sequence of str, optional
+        Each model's checkpoint file.
+    """
+    bad = np.flatnonzero(~np.isfinite(Z).all(axis=1))
+    if not len(bad):
+        return
+    where = manifold_path or "the manifold"
+    nan_state = manifold.nan_state() if hasattr(manifold, "nan_state") else []
+    if nan_state:
+        names = ", ".join(nan_state[:3]) + (f" and {len(nan_state) - 3} more" if len(nan_state) > 3 else "")
+        raise GlobscopeError(f"{where}: the manifold's state holds NaN ({names}), so it encodes {len(bad)} of "
+                             f"{len(Z)} models to NaN or Inf; refit it with `globscope fit`")
+    first = sources[bad[0]] if sources is not None else f"model {bad[0]}"
+    raise GlobscopeError(f"{where}: the manifold encodes {len(bad)} of {len(Z)} models to NaN or Inf (the first: "
+                         f"{first}); refit it with `globscope fit`")
+
+
 def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.ndarray, store: ChunkStore,
                   reference: dict | None = None, ctx: Context | None = None,
                   progress: Callable[[float], None] | None = None,
@@ -124,9 +152,10 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
     """
     ctx = ctx or Context()
     mine = ctx.mine(store.n_chunks)
-    todo = [i for i in mine if not store.has(i)]
-    n_mine = sum(store.span(i)[1] - store.span(i)[0] for i in mine) or 1
-    done_pts = n_mine - sum(store.span(i)[1] - store.span(i)[0] for i in todo)
+    stored = set(store.done())
+    todo = (i for i in mine if i not in stored)  # lazily: a huge grid has millions of chunks
+    n_mine = ctx.share(store.n_points, store.chunk_points) or 1
+    done_pts = sum(store.span(i)[1] - store.span(i)[0] for i in stored if i in mine)
     if progress:
         progress(done_pts / n_mine)
     with evaluator.session():
@@ -134,17 +163,24 @@ def compute_field(decode, evaluator: BatchedEvaluator, grid: LatentGrid, Z: np.n
                         codes)
     if progress:
         progress(1.0)
-    parts = ctx.gather({i: store.load(i) for i in mine})
+    # rank 0 reads its own chunks from its store one at a time; only the other ranks' travel
+    theirs = ctx.gather({} if ctx.is_main else {i: store.load(i) for i in mine})
     if not ctx.is_main:
         return None
     fields = {k: np.empty(grid.n_points) for k in FIELDS}
-    for part in parts:
+
+    def put(i, arrays):
+        start, stop = store.span(i)
+        for k in fields:
+            fields[k][start:stop] = arrays[k]
+
+    for i in mine:
+        put(i, store.load(i))
+    for part in theirs:
         for i, arrays in part.items():
-            start, stop = store.span(i)
             if not store.has(i):  # another node's chunk: keep it here too
                 store.save(i, arrays)
-            for k in fields:
-                fields[k][start:stop] = arrays[k]
+            put(i, arrays)
     return fields
 
 
@@ -225,7 +261,7 @@ def log_loss(loss: np.ndarray) -> np.ndarray:
 def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: LandscapeSettings = LandscapeSettings(),
                       grid: LatentGrid | None = None, W: np.ndarray | None = None,
                       buffers: list[dict] | None = None, memory_budget: int | None = None,
-                      manifold_id: str | None = None, manifold_path=None,
+                      manifold_id: str | None = None, manifold_path=None, sources: Sequence[str] | None = None,
                       progress: Callable[[float], None] | None = None,
                       should_abort: Callable[[], bool] | None = None, ctx: Context | None = None) -> dict | None:
     """Compute the loss field of ``task`` over a latent grid and write it to ``out``.
@@ -261,7 +297,9 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
     manifold_id : str, optional
         Identifies the manifold in the store's key (e.g. its file's hash); default: a content hash.
     manifold_path : path, optional
-        Recorded in ``landscape.json``.
+        Recorded in ``landscape.json`` and named in errors about the manifold.
+    sources : sequence of str, optional
+        What each input model is (its checkpoint file), named in errors about a model.
     progress : callable(float), optional
     should_abort : callable() -> bool, optional
     ctx : Context, optional
@@ -271,6 +309,19 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
     -------
     dict or None
         The summary written to ``landscape.json`` (rank 0); None on other ranks.
+
+    Raises
+    ------
+    GlobscopeError
+        Before any set-up: a job too large for this machine, or huge without
+        ``settings.allow_huge`` (:mod:`globscope.landscape.limits`); encoded points that hold NaN
+        or Inf (``check_points``). After the field is written: a failed fidelity step (the field,
+        ``landscape.json`` and the chunk store stay).
+
+    Notes
+    -----
+    The field and ``landscape.json`` are written as soon as the field is complete; the fidelity
+    numbers are added to ``landscape.json`` afterwards.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -281,6 +332,11 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         raise GlobscopeError(f"manifold decodes D = {manifold.n_features_in_} weights, task {task.name!r} "
                              f"has D = {task.layout.n_params}")
     st = settings
+    sized = st.replace(resolution=tuple(int(n) for n in grid.shape)) if grid is not None else st
+    job = estimate(sized, manifold.dim, out, task.name)
+    job.check(st.allow_huge)
+    log.info("landscape: %s", job.describe())
+    check_points(manifold, Z, manifold_path, sources)
     dev = resolve_device(st.device)
     own_ctx = ctx is None
     ctx = ctx or context(dev.type)
@@ -293,7 +349,8 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         if ev.bn == "reference":
             if buffers is None or len(buffers) != len(Z):
                 raise GlobscopeError("--bn reference needs the input models' buffers (the checkpoint set)")
-            reference = {k: v.to(dev) for k, v in stack_buffers(buffers, ev.buffer_keys).items()}
+            stacked = stack_buffers(buffers, dict(ev.model.named_buffers()), sources)
+            reference = {k: v.to(dev) for k, v in stacked.items()}
         request = grid.to_dict() if grid is not None else {"resolution": np.atleast_1d(st.resolution).tolist(),
                                                             "margin": float(st.margin)}
         keyed = {"task": task.name, "n_eval": ev.n_eval, "data": ev.data_fingerprint(), "bn": ev.bn,
@@ -352,11 +409,20 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
         }
         if summary["non_finite_loss"]["total"]:
             log.warning("%d grid points have a non-finite loss (kept as NaN/inf)", summary["non_finite_loss"]["total"])
-        if W is not None:
-            summary["fidelity"] = fidelity(manifold, task, ev, grid, fields[LOSS], Z, W, buffers, dev)
+        # the field first: a later step that fails leaves it on disk
         summary["files"] = write_fields(out, grid, fields, task.name)
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         write_json(out / "landscape.json", summary)
+        if W is not None:
+            try:
+                summary["fidelity"] = fidelity(manifold, task, ev, grid, fields[LOSS], Z, W, buffers, dev, sources)
+            except Exception as e:  # noqa: BLE001 - any failure of this step: name it, keep the field (cause kept)
+                why = str(e) if isinstance(e, GlobscopeError) else f"{type(e).__name__}: {e}"
+                written = ", ".join(str(out / f) for f in summary["files"])
+                raise GlobscopeError(f"landscape: the fidelity step failed ({why}); the field is written ({written}, "
+                                     f"{out / 'landscape.json'} without fidelity numbers)") from e
+            summary["seconds"] = round(time.perf_counter() - t0, 3)
+            write_json(out / "landscape.json", summary)
         return summary
     finally:
         if own_ctx:
@@ -364,28 +430,30 @@ def compute_landscape(manifold, task: Task, Z: np.ndarray, out, settings: Landsc
 
 
 def fidelity(manifold, task: Task, ev: BatchedEvaluator, grid: LatentGrid, loss_points: np.ndarray,
-             Z: np.ndarray, W: np.ndarray, buffers: list[dict] | None, device) -> dict:
+             Z: np.ndarray, W: np.ndarray, buffers: list[dict] | None, device, sources=None) -> dict:
     """How far to trust the field at the input models.
 
     Compares each input model's loss evaluated directly (its own weights and buffers) with the
     field interpolated (multilinearly) at its encoded point, and with the loss of its decoded
-    weights ``inverse_transform(transform(w))`` (the decoder's share of the error).
+    weights ``inverse_transform(transform(w))`` (the decoder's share of the error). BatchNorm input
+    models whose checkpoints hold no running statistics (parameters only) are evaluated with
+    statistics recomputed on the calibration batch; ``direct_bn`` says which.
     """
     F = grid.to_field(loss_points)
     interp = grid.interpolate(F, Z)
-    direct_ev = ev
-    bufs = None
+    direct_ev, bufs, direct_bn = ev, None, ev.bn  # ev.bn: None without BatchNorm
     if task.has_batchnorm:
-        if buffers is not None:
+        if has_statistics(buffers, ev.buffer_keys):
             direct_ev = BatchedEvaluator(task, device, bn="reference", formulation=ev.formulation
                                          if ev.formulation != "auto" else "vmap", memory_budget=ev.budget)
-            bufs = stack_buffers(buffers, direct_ev.buffer_keys)
+            bufs, direct_bn = stack_buffers(buffers, dict(direct_ev.model.named_buffers()), sources), "reference"
         else:
-            log.warning("fidelity: no buffers for the BatchNorm input models; evaluating them with recomputed "
-                        "statistics")
+            # ev recomputes them: --bn reference stops before the field without statistics
+            log.info("fidelity: the input models' checkpoints hold no BatchNorm statistics; evaluating them with "
+                     "statistics recomputed on the calibration batch")
     direct, _ = direct_ev.evaluate(torch.as_tensor(np.asarray(W, dtype=np.float32)), bufs)
     if ev.bn == "reference":
-        dec_bufs = stack_buffers(buffers, ev.buffer_keys)
+        dec_bufs = stack_buffers(buffers, dict(ev.model.named_buffers()), sources)
     else:
         dec_bufs = None
     decoded, _ = ev.evaluate(make_decoder(manifold, ev.device)(Z), dec_bufs)
@@ -398,7 +466,7 @@ def fidelity(manifold, task: Task, ev: BatchedEvaluator, grid: LatentGrid, loss_
                 "non_finite": int((~fin).sum())}
 
     return {"field_vs_direct": err(interp, direct), "decoded_vs_direct": err(decoded, direct),
-            "field_vs_decoded": err(interp, decoded),
+            "field_vs_decoded": err(interp, decoded), "direct_bn": direct_bn,
             "direct_loss": direct.tolist(), "decoded_loss": decoded.tolist(), "field_loss": interp.tolist()}
 
 
@@ -430,4 +498,4 @@ def write_fields(out, grid: LatentGrid, fields: dict[str, np.ndarray], task_name
 
 
 __all__ = ["compute_landscape", "compute_field", "write_fields", "fidelity", "make_decoder", "make_code_decoder",
-           "non_finite_counts", "log_loss"]
+           "non_finite_counts", "log_loss", "check_points"]

@@ -44,17 +44,22 @@ class LatentGrid(Grid):
             raise GlobscopeError(f"latent grid: model points must have shape (N, d), got {Z.shape}")
         if not np.isfinite(Z).all():
             raise GlobscopeError("latent grid: model points hold NaN or Inf")
-        if margin < 0:
-            raise GlobscopeError(f"latent grid: margin must be >= 0, got {margin}")
+        if not (np.isfinite(margin) and margin >= 0):
+            raise GlobscopeError(f"latent grid: margin must be a finite fraction >= 0 of the models' box, got {margin}")
         d = Z.shape[1]
         if np.size(resolution) not in (1, d):
             raise GlobscopeError(f"latent grid: resolution needs 1 or {d} values, got {np.size(resolution)}")
         res = np.broadcast_to(np.atleast_1d(np.asarray(resolution, dtype=int)), (d,))
         lo, hi = Z.min(0), Z.max(0)
-        ext = hi - lo
-        pad = np.where(ext > 0, margin * ext, max(margin, 0.5))
-        lo, hi = lo - pad, hi + pad
-        return cls(tuple(lo), tuple((hi - lo) / (res - 1)), tuple(res))
+        with np.errstate(over="ignore", invalid="ignore"):
+            ext = hi - lo
+            pad = np.where(ext > 0, margin * ext, max(margin, 0.5))
+            lo, hi = lo - pad, hi + pad
+            spacing = (hi - lo) / (res - 1)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(spacing).all()):
+            raise GlobscopeError(f"latent grid: margin {margin} widens the models' box {tuple(Z.min(0))} .. "
+                                 f"{tuple(Z.max(0))} beyond the floating-point range")
+        return cls(tuple(lo), tuple(spacing), tuple(res))
 
 
 def nearest_model(Z, points) -> tuple[np.ndarray, np.ndarray]:

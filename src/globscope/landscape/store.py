@@ -8,6 +8,7 @@ atomically, so a chunk is either complete on disk or absent.
 from __future__ import annotations
 
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from globscope.names import ACCURACY, DISTANCE, LOSS
 
 log = logging.getLogger(__name__)
 
+# the chunk stores' folder in a landscape's output folder: <out>/.landscape-cache/<key>/
+CACHE_DIR = ".landscape-cache"
 # what a chunk holds (log_loss is derived from loss when the field is assembled)
 FIELDS = (LOSS, ACCURACY, DISTANCE)
 
@@ -31,6 +34,16 @@ def chunk_span(i: int, n_points: int, chunk_points: int) -> tuple[int, int]:
 
 def n_chunks(n_points: int, chunk_points: int) -> int:
     return -(-n_points // chunk_points)
+
+
+def stored_chunks(folder) -> set[int]:
+    """Indices of the chunk files in a store's folder, from one listing of it (a huge store has
+    millions of chunks: one ``stat`` each would take minutes)."""
+    try:
+        names = [e.name for e in os.scandir(folder)]
+    except FileNotFoundError:
+        return set()
+    return {int(n[6:-4]) for n in names if n.startswith("chunk_") and n.endswith(".npz") and n[6:-4].isdigit()}
 
 
 class ChunkStore:
@@ -74,8 +87,8 @@ class ChunkStore:
         return self.path(i).is_file()
 
     def done(self) -> list[int]:
-        """Indices of the chunks on disk."""
-        return [i for i in range(self.n_chunks) if self.has(i)]
+        """Indices of the chunks on disk, ascending."""
+        return sorted(i for i in stored_chunks(self.folder) if i < self.n_chunks)
 
     def save(self, i: int, arrays: dict[str, np.ndarray]) -> None:
         """Write chunk ``i`` atomically: ``arrays`` of shape (stop - start,) by field name."""
@@ -103,4 +116,4 @@ class ChunkStore:
         return out
 
 
-__all__ = ["ChunkStore", "FIELDS", "chunk_span", "n_chunks"]
+__all__ = ["ChunkStore", "CACHE_DIR", "FIELDS", "chunk_span", "n_chunks", "stored_chunks"]

@@ -130,6 +130,36 @@ class Manifold:
         """
         return None
 
+    def nan_state(self) -> list[str]:
+        """Names of the learned state's values that hold NaN (a diverged fit, a damaged file), e.g.
+        ``["estimator.components_"]``; empty for a sound manifold.
+
+        The state is what ``save`` writes: the scaler's and ``_state()``'s tensors and numbers.
+        Infinities are not looked for: UMAP keeps one on purpose (``_disconnection_distance``).
+        """
+        from globscope.manifolds.estimator_state import KIND
+
+        self._check_fitted()
+        found = []
+
+        def walk(v, name):
+            if isinstance(v, (torch.Tensor, np.ndarray, float)):
+                a = torch.as_tensor(v)
+                if a.is_floating_point() and bool(torch.isnan(a).any()):
+                    found.append(name)
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    if k in (KIND, "class"):
+                        continue
+                    # the tagged dicts of estimator_state: their payload keys are no names of the user's
+                    walk(x, name if KIND in v and k in ("attrs", "items", "value") else f"{name}.{k}".lstrip("."))
+            elif isinstance(v, (list, tuple)):
+                for i, x in enumerate(v):
+                    walk(x, f"{name}[{i}]")
+
+        walk({"scaler": self.scaler_.state(), **self._state()}, "")
+        return found
+
     def fit_transform(self, W, progress=None) -> np.ndarray:
         return self.fit(W, progress=progress).transform(W)
 

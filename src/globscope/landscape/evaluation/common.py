@@ -15,6 +15,7 @@ from torch.func import functional_call, vmap
 
 from globscope.errors import GlobscopeError
 from globscope.landscape.batchnorm import StatisticsProbe
+from globscope.landscape.limits import available_memory
 from globscope.tasks import Task
 
 ACTIVATIONS = (nn.ReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.Softplus)
@@ -44,15 +45,7 @@ def memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(0.5 * free)
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
+    avail = available_memory()
     if avail is None:
         avail = 4 << 30
     return int(min(avail // 4, 2 << 30))
