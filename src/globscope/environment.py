@@ -47,6 +47,11 @@ def _xdg(kind: str, fallback: str) -> Path:
     return Path(os.environ.get(kind) or Path.home() / fallback)
 
 
+def paraview_settings_dir() -> Path:
+    """Where the user's own ParaView keeps its settings (``$XDG_CONFIG_HOME/ParaView``)."""
+    return _xdg("XDG_CONFIG_HOME", ".config") / "ParaView"
+
+
 def data_dir() -> Path:
     """Where downloaded data sets live (``make setup`` puts MNIST in ``mnist/`` there)."""
     return Path(get("GLOBSCOPE_DATA_DIR") or _xdg("XDG_DATA_HOME", ".local/share") / "globscope")
@@ -121,4 +126,5 @@ def paraview_side() -> ParaViewSide:
     return ParaViewSide(plugin=plugin, filters_root=filters_root, states=Path(states).resolve(), core_root=core_root)
 
 
-__all__ = ["VARIABLES", "get", "data_dir", "cache_dir", "package_root", "ParaViewSide", "paraview_side"]
+__all__ = ["VARIABLES", "get", "data_dir", "cache_dir", "package_root", "ParaViewSide", "paraview_side",
+           "paraview_settings_dir"]

@@ -23,7 +23,7 @@ import sysconfig
 from pathlib import Path
 
 from globscope.environment import get as env_get
-from globscope.environment import paraview_side
+from globscope.environment import paraview_settings_dir, paraview_side
 from globscope.errors import GlobscopeError
 from globscope.fileio import atomic_path
 
@@ -156,11 +156,10 @@ def save_state(bundle, out_pvsm=None, timeout: float | None = 900) -> Path:
 GUI_READY_MARK = "GLOBSCOPE-GUI-READY"  # gui_start.py prints it once the state is applied
 
 
-def welcome_dialog_off(config_home: Path | None = None) -> bool:
+def welcome_dialog_off() -> bool:
     """Whether the user's own ParaView settings switch the modal welcome dialog off (read, never
-    written: ``ParaView<version>.ini`` under ``$XDG_CONFIG_HOME/ParaView``)."""
-    config_home = config_home or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    inis = [p for p in (config_home / "ParaView").glob("ParaView*.ini") if not p.stem.endswith("-dr")]
+    written: ``ParaView<version>.ini`` in :func:`globscope.environment.paraview_settings_dir`)."""
+    inis = [p for p in paraview_settings_dir().glob("ParaView*.ini") if not p.stem.endswith("-dr")]
     return bool(inis) and all("GeneralSettings.ShowWelcomeDialog=false" in p.read_text(errors="replace")
                               for p in inis)
 

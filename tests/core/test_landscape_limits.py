@@ -114,15 +114,13 @@ def test_bn_reference_without_statistics_names_the_checkpoint_before_any_work(us
     assert not (tmp_path / CACHE_DIR).exists()  # refused before the first chunk
 
 
-def test_a_failing_later_step_keeps_the_field_and_names_the_step(user_set, tmp_path, capsys):
-    """A checkpoint whose BatchNorm statistics do not fit the model (saved from a wider layer): the
-    field (recomputed statistics) is finished and written; the fidelity step, which evaluates the
-    input models with their own statistics, fails and says so."""
+def test_a_wrong_shape_buffer_is_refused_at_load_before_any_work(user_set, tmp_path, capsys):
+    """A checkpoint whose BatchNorm statistics do not fit the model (saved from a wider layer) is
+    named when the set is read, before the first chunk (it used to crash the fidelity step)."""
     import shutil
 
     zoo = tmp_path / "zoo"
     shutil.copytree(user_set / "zoo", zoo)
-    task = bn_mlp_task()
     for f in sorted(zoo.glob("*/epoch_*.pt")):
         state = torch.load(f)
         width = 8 if f == zoo / "B/epoch_2.pt" else 16
@@ -133,12 +131,29 @@ def test_a_failing_later_step_keeps_the_field_and_names_the_step(user_set, tmp_p
     rc, _, err = cli(capsys, "--no-progress", "landscape", user_set / "manifold.pt", "--set", zoo, "--task", TASK,
                      "--resolution", 5, "--out", out)
     line = one_error_line(err)
+    assert rc == 2 and str(zoo / "B/epoch_2.pt") in line and "'2.running_mean' has shape (8,)" in line
+    assert not (out / CACHE_DIR).exists()
+
+
+def test_a_failing_later_step_keeps_the_field_and_names_the_step(user_set, tmp_path, capsys, monkeypatch):
+    """The fidelity step runs after the field is written: when it fails (here a fault injected into
+    it), the field and landscape.json stay on disk and the one line says which step failed."""
+    from globscope.errors import GlobscopeError
+    from globscope.landscape import driver
+
+    def broken(*args, **kwargs):
+        raise GlobscopeError("evaluating the input models: out of memory")
+
+    monkeypatch.setattr(driver, "fidelity", broken)
+    out = tmp_path / "out"
+    rc, _, err = cli(capsys, "--no-progress", "landscape", user_set / "manifold.pt", "--resolution", 5,
+                     "--out", out)
+    line = one_error_line(err)
     assert rc == 2
-    assert "the fidelity step failed" in line and str(zoo / "B/epoch_2.pt") in line and "(8,)" in line
-    assert str(out / "landscape.vti") in line
+    assert "the fidelity step failed" in line and "out of memory" in line and str(out / "landscape.vti") in line
     assert read_field(out / "landscape.vti", "loss")[0].shape == (5, 5)
     record = json.loads((out / "landscape.json").read_text())
-    assert "fidelity" not in record and record["files"] == ["landscape.vti"] and record["task"] == task.name
+    assert "fidelity" not in record and record["files"] == ["landscape.vti"] and record["task"] == TASK
 
 
 def test_a_manifold_whose_state_holds_nan_is_named_with_what_is_wrong(user_set, tmp_path, capsys):
