@@ -47,6 +47,7 @@ LANDSCAPE_VIEW = "Landscape"
 MAP_VIEW = "Landscape map"
 DIAGRAM_VIEW = "Persistence Diagram"
 ARRAY_TITLES = {N.LOG_LOSS: "log10 loss", N.LOSS: "loss", N.ACCURACY: "accuracy"}
+METHOD_TITLES = {"autoencoder": "autoencoder", "pca": "PCA", "kernel-pca": "Kernel-PCA", "umap": "UMAP"}
 # The picture: the 3-D view on the left, this share of the width; on the right the top-down map
 # over the persistence diagram, the map this share of the column's height.
 LANDSCAPE_WIDTH = 0.58
@@ -509,16 +510,17 @@ def _layout(size):
 
 def _title(bundle, array, is3d):
     """The picture's title: the task, the field and the manifold, as far as the bundle says."""
+    from globscope.errors import GlobscopeError
     from globscope.manifolds import read_manifold_info
 
-    what = f"{ARRAY_TITLES.get(array, array)} over the {'3-D latent space' if is3d else 'latent plane'}"
+    space = "3-D latent space" if is3d else "latent plane"
     try:
         info = read_manifold_info(os.path.join(bundle, "manifold.pt"))
-    except Exception:  # noqa: BLE001 - a bundle without its manifold: the field alone
-        return what[0].upper() + what[1:]
+    except GlobscopeError:  # a bundle without its manifold: the field alone
+        return f"{ARRAY_TITLES.get(array, array).capitalize()} over the {space}"
     task = info.meta.get("task")
-    return f"{task + ': ' if task else ''}{what} of the {info.method}"
-
+    method = METHOD_TITLES.get(info.method, info.method)
+    return f"{task + ': ' if task else ''}{ARRAY_TITLES.get(array, array)} over the {method} {space}"
 
 
 def _text(scene, view, text, size, name):

@@ -1,7 +1,7 @@
 """Run by ``paraview --script=gui_start.py`` (``globscope paraview BUNDLE``): apply the landscape
 state to the bundle named by ``GLOBSCOPE_BUNDLE`` (a saved state ``GLOBSCOPE_STATE``, .pvsm or .py,
 instead of building it, when set). With ``GLOBSCOPE_SCREENSHOT`` a screenshot of the landscape
-view is written there (the GUI test)."""
+layout (its three views) is written there (the GUI test)."""
 
 import os
 import sys
@@ -22,7 +22,9 @@ simple.SetActiveView(view)
 simple.Render(view)
 shot = env_get("GLOBSCOPE_SCREENSHOT")
 if shot:
-    simple.SaveScreenshot(shot, view, ImageResolution=[1200, 800])
+    # at the layout's own size: what the window shows (a resampled layout keeps its axes' labels
+    # at their size while the rest scales)
+    simple.SaveScreenshot(shot, simple.GetLayout(view))
 if env_get("GLOBSCOPE_EXIT_AFTER_SCRIPT"):  # tests: leave once the screenshot is written
     sys.stdout.flush()
     sys.stderr.flush()
