@@ -11,11 +11,13 @@ Import it from pvpython/pvbatch/the GUI's Python shell, or run it::
 (``globscope render`` / ``globscope paraview`` / ``globscope doctor`` do that for you, with the
 right environment and ``xvfb-run`` when there is no display.)
 
-The landscape state: ``landscape.vti``'s ``log_loss`` simplified by persistence and warped into a
-surface coloured by log loss with a legend; the model points and training trajectories
-(``models.vtp``) on the surface coloured by variant; the join tree's nodes and arcs; a second view
-with the persistence diagram. Topology uses native TTK when its plugin loads, else Globscope's
-filters (:mod:`python_filters.ttk`).
+The landscape state (:func:`build_landscape`), a figure of three views: ``landscape.vti``'s
+``log_loss`` simplified by persistence and warped into a smoothly shaded surface coloured by log
+loss; the model points and training trajectories (``models.vtp``) on it coloured by variant; the
+join tree's arcs along the field and its nodes coloured by critical type; a 3-D view from a camera
+the data choose, the same scene seen from above (a map with latent axes) and the persistence
+diagram; a title and one column of legends. Topology uses native TTK when its plugin loads, else
+Globscope's filters (:mod:`python_filters.ttk`).
 """
 
 from __future__ import annotations
@@ -331,7 +333,7 @@ def _show_models(path, colour, names, scene, simp, legends, marked_role=None):
     """Model points (spheres) and training trajectories (tubes) on the surface, coloured by the
     categorical point array ``colour`` (``names``: its value -> legend name; default the variant
     names); points whose ``role`` is ``marked_role`` are drawn as cubes. Returns the lifted model
-    points (what the camera must show)."""
+    points (what the camera must show) and ``colour`` (what groups them into trajectories)."""
     name = os.path.basename(path)
     models = simple.XMLPolyDataReader(registrationName=name, FileName=[path])
     models.UpdatePipeline()
@@ -473,8 +475,8 @@ def _layout(size):
     """The "Globscope" layout and its views (3-D landscape, map, persistence diagram).
 
     The GUI's start-up layout is used when it shows nothing yet (its empty view is removed): no
-    second, empty tab. Returns the layout, the three views and the picture's size in pixels: the
-    layout's own where the GUI sized it, else ``size`` (pvbatch), which it is given.
+    second, empty tab. Returns the three views and the picture's size in pixels: the layout's own
+    where the GUI sized it, else ``size`` (pvbatch), which it is given.
     """
     layout = None
     for candidate in simple.GetLayouts().values():
@@ -505,7 +507,7 @@ def _layout(size):
         if hasattr(v, "UseColorPaletteForBackground"):
             v.UseColorPaletteForBackground = 0
         views.append(v)
-    return layout, views, size
+    return views, size
 
 
 def _title(bundle, array, is3d):
@@ -755,7 +757,7 @@ def build_landscape(bundle, size=RenderSettings.size):
     vti = os.path.join(bundle, "landscape.vti")
     if not os.path.isfile(vti):
         raise FileNotFoundError(f"{vti}: the bundle has no landscape (run `globscope landscape` first)")
-    _, (view, mview, dview), size = _layout(size)
+    (view, mview, dview), size = _layout(size)
 
     land = simple.XMLImageDataReader(registrationName="landscape.vti", FileName=[vti])
     land.UpdatePipeline()
