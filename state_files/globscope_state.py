@@ -75,6 +75,9 @@ ARC_SMOOTHING = 4  # passes of the valley paths' smoothing: grid steps become cu
 AZIMUTHS = range(0, 360, 10)
 ELEVATIONS = tuple(range(30, 80, 5))
 AZIMUTH = -120.0  # preferred: from the south-south-west
+# a marker counts as hidden when the line from its centre to the camera passes more than this many
+# lifts under the ground (a model's sphere has a radius of about half a lift: its top half would not show)
+HIDDEN_DEPTH = 0.25
 _loaded = {}
 
 
@@ -562,47 +565,58 @@ def _direction(azimuth, elevation):
     return np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
 
 
-def _hidden(direction, targets, grid, heights, tol):
-    """Which targets (n, 3) the height field hides from a camera far along ``direction``: a point
-    of the ray towards it, sampled every half cell, lies more than ``tol`` below the surface."""
+def _hidden(camera, targets, grid, heights, tol):
+    """Which targets (n, 3) the height field hides from the ``camera`` position: a point of the
+    straight line to it, sampled every half cell up to the highest ground, lies more than ``tol``
+    below the surface."""
     import numpy as np
 
-    step = 0.5 * min(grid.spacing)
-    n = int(math.ceil(max(heights.max() - targets[:, 2].min(), 0.0) / (direction[2] * step))) + 1
-    rays = targets[:, None, :] + (step * np.arange(1, n + 1))[None, :, None] * direction
-    z = grid.interpolate(heights, rays[..., :2].reshape(-1, 2), outside="nan").reshape(rays.shape[:2])
-    return np.any(rays[..., 2] < z - tol, axis=1)  # NaN (off the plane) hides nothing
+    ray = camera - targets
+    top = np.clip((heights.max() - targets[:, 2]) / ray[:, 2], 0.0, 1.0)  # beyond it nothing hides
+    n = int(math.ceil((top * np.linalg.norm(ray, axis=1)).max() / (0.5 * min(grid.spacing)))) + 1
+    t = top[:, None] * np.linspace(0.0, 1.0, n + 1)[None, 1:]
+    points = targets[:, None, :] + t[..., None] * ray[:, None, :]
+    z = grid.interpolate(heights, points[..., :2].reshape(-1, 2), outside="nan").reshape(t.shape)
+    return np.any(points[..., 2] < z - tol, axis=1)  # NaN (off the plane) hides nothing
 
 
-def _camera_direction(grid, heights, targets, groups, tol):
-    """The direction to the 3-D camera: of :data:`AZIMUTHS` x :data:`ELEVATIONS`, those that hide
-    the least (each group's hidden share of its targets, summed: a trajectory, a minimum); of those
-    the lowest (the most relief), and at it the azimuth nearest :data:`AZIMUTH`."""
+def _camera_direction(grid, heights, targets, groups, tol, frame):
+    """The direction to the 3-D camera: of :data:`AZIMUTHS` x :data:`ELEVATIONS`, each framed by
+    ``frame`` (direction -> the camera's position), those that hide the least (each group's hidden
+    share of its targets, summed: a trajectory, a minimum); of those the lowest (the most
+    relief), and at it the azimuth nearest :data:`AZIMUTH`."""
     import numpy as np
 
     def cost(az, el):
-        hidden = _hidden(_direction(az, el), targets, grid, heights, tol)
+        hidden = _hidden(frame(_direction(az, el)), targets, grid, heights, tol)
         share = sum(hidden[groups == g].mean() for g in np.unique(groups))
         return round(float(share), 2), el, abs((az - AZIMUTH + 180.0) % 360.0 - 180.0)
 
     return _direction(*min(((az, el) for el in ELEVATIONS for az in AZIMUTHS), key=lambda c: cost(*c)))
 
 
-def _fit_camera(view, direction, points, aspect, free, margin=0.03):
-    """Aim the perspective camera from ``direction`` (z up) so that ``points`` (n, 3) fill the part
-    ``free`` (x0, x1, y0, y1 in -1 … 1) of the view (``aspect``: width / height), up to ``margin`` on
-    its tighter side, centred in it; set here rather than by the first Render()'s camera reset."""
+def _framing(direction, points, view_angle, aspect, free, margin=0.03):
+    """The perspective camera from ``direction`` (z up) that makes ``points`` (n, 3) fill the part
+    ``free`` (x0, x1, y0, y1 in -1 … 1) of a view (``aspect``: width / height; ``view_angle``: its
+    vertical angle in degrees), up to ``margin`` on its tighter side, centred in it.
+
+    Returns
+    -------
+    focal : ndarray of shape (3,)
+    distance : float
+        From the focal point to the camera, along ``direction``.
+    """
     import numpy as np
 
     forward = -direction
     right = np.cross(forward, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     up = np.cross(right, forward)
-    tan_v = math.tan(math.radians(view.CameraViewAngle) / 2.0)
+    tan_v = math.tan(math.radians(view_angle) / 2.0)
     tan_h = tan_v * aspect
     x0, x1, y0, y1 = free
     centre = (points.max(0) + points.min(0)) / 2.0
-    distance = np.linalg.norm(points - centre, axis=1).max() / math.sin(math.radians(view.CameraViewAngle) / 2.0)
+    distance = np.linalg.norm(points - centre, axis=1).max() / math.sin(math.radians(view_angle) / 2.0)
     for _ in range(30):  # centre the points' screen box in the free part, then scale the distance to fit it
         rel = points - (centre + distance * direction)
         depth = rel @ forward
@@ -611,12 +625,7 @@ def _fit_camera(view, direction, points, aspect, free, margin=0.03):
                  + (y.max() + y.min() - y0 - y1) / 2.0 * tan_v * up)
         centre = centre + distance * shift
         distance *= max((x.max() - x.min()) / (x1 - x0), (y.max() - y.min()) / (y1 - y0)) / (1.0 - margin)
-    view.CameraFocalPoint = list(centre)
-    view.CameraPosition = list(centre + distance * direction)
-    view.CameraViewUp = [0.0, 0.0, 1.0]
-    view.CameraParallelProjection = 0
-    if hasattr(simple, "_DisableFirstRenderCameraReset"):  # keep this camera on the first Render()
-        simple._DisableFirstRenderCameraReset()
+    return centre, distance
 
 
 def _plot_box(view, scene):
@@ -668,14 +677,25 @@ def _points(*sources):
 
 
 def _aim_landscape(scene, surf, simp, marked, curves, legends):
-    """The 3-D camera: chosen from the data so that the terrain hides no model and no minimum
-    (``marked``: the lifted model points and the array grouping them into trajectories, the tree's
-    lifted nodes), framing the surface and the curves beside the legends and under the title."""
+    """The 3-D camera, framing the surface and the curves beside the legends and under the title,
+    from a direction chosen so that the terrain hides no model and no minimum (``marked``: the
+    lifted model points and the array grouping them into trajectories, the tree's lifted nodes);
+    set here rather than by the first Render()'s camera reset."""
     import numpy as np
     from paraview import servermanager as sm
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
     from globscope.grid import Grid
+
+    view = scene.view
+    w, h = scene.pixels(view)
+    points = _points(surf, *[s for s in (curves,) if s is not None])
+    free = (-1.0, 1.0 - 2.0 * legends.column / w, -1.0, 1.0 - 3.6 * scene.title_font / h)
+
+    def frame(direction, samples=4000):
+        focal, distance = _framing(direction, points[:: max(1, len(points) // samples)], view.CameraViewAngle,
+                                   w / h, free)
+        return focal, focal + distance * direction
 
     direction = _direction(AZIMUTH, ELEVATIONS[1])
     if not scene.is3d:
@@ -690,11 +710,14 @@ def _aim_landscape(scene, surf, simp, marked, curves, legends):
             # a trajectory is one group, each minimum its own
             groups.append(-1 - np.arange(keep.sum()) if array == N.CRITICAL_TYPE else values[keep])
         direction = _camera_direction(grid, heights, np.concatenate(targets), np.concatenate(groups),
-                                      0.1 * scene.lift)
-    w, h = scene.pixels(scene.view)
-    points = _points(surf, *[s for s in (curves,) if s is not None])
-    free = (-1.0, 1.0 - 2.0 * legends.column / w, -1.0, 1.0 - 3.6 * scene.title_font / h)
-    _fit_camera(scene.view, direction, points[:: max(1, len(points) // 20000)], w / h, free)
+                                      HIDDEN_DEPTH * scene.lift, lambda d: frame(d)[1])
+    focal, position = frame(direction, 20000)
+    view.CameraFocalPoint = list(focal)
+    view.CameraPosition = list(position)
+    view.CameraViewUp = [0.0, 0.0, 1.0]
+    view.CameraParallelProjection = 0
+    if hasattr(simple, "_DisableFirstRenderCameraReset"):  # keep this camera on the first Render()
+        simple._DisableFirstRenderCameraReset()
 
 
 def _show_diagram(scene, dview, land, topo, lo, hi):
