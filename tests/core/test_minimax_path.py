@@ -1,5 +1,6 @@
 """Minimax paths between minima: they pass the join saddle, and their height is the lowest level
-at which the two minima connect (checked against scipy's graph components on the same edges)."""
+at which the two minima connect (checked against scipy's graph components on the same edges).
+Valley paths (merge-tree arcs drawn on the field): along valley floors, never over a ridge."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from scipy.sparse.csgraph import connected_components
 from globscope.errors import GlobscopeError
 from globscope.grid import grid_index, point_ids
 from globscope.topology import neighbor_offsets, persistence_pairs
-from globscope.topology.paths import minimax_path
+from globscope.topology.paths import minimax_path, valley_path
 
 
 def _edges(shape):
@@ -71,3 +72,46 @@ def test_bad_vertices_and_separating_masks_are_errors():
     mask[2, :] = True
     with pytest.raises(GlobscopeError, match="not connected"):
         minimax_path(F, 0, 19, mask)
+
+
+# -- valley paths: the merge-tree arcs drawn along the field ----------------------------------------
+def test_a_valley_path_keeps_to_the_valley_floor():
+    """From the saddle of two wells to a minimum the path runs along the floor (y = 0), where the
+    straight line would be too; from a point up the wall it first descends to the floor."""
+    x, y = np.linspace(-1.5, 1.5, 31), np.linspace(-1.0, 1.0, 21)
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    F = (X ** 2 - 1) ** 2 + Y ** 2
+    saddle, right = point_ids(F.shape, (15, 10)), point_ids(F.shape, (25, 10))
+    path = valley_path(F, saddle, right, spacing=(0.1, 0.1))
+    ij = grid_index(F.shape, path)
+    assert path[0] == saddle and path[-1] == right and (ij[:, 1] == 10).all()
+    assert (np.abs(np.diff(ij, axis=0)).max(1) == 1).all()  # consecutive vertices are neighbours
+
+
+def test_a_valley_path_goes_round_a_ridge_not_over_it():
+    """A wall between the two ends, open at one side: the path stays below its upper end (it
+    goes round the wall) where the straight line would climb it."""
+    F = np.zeros((21, 21))
+    F[10, :16] = 5.0  # the wall x = 10, open for y >= 16
+    F[2, 2], F[18, 2] = 1.0, -1.0  # the ends: (2, 2) above (18, 2), both below the wall
+    a, b = point_ids(F.shape, (2, 2)), point_ids(F.shape, (18, 2))
+    path = valley_path(F, a, b)
+    assert F.ravel(order="F")[path].max() == 1.0 and grid_index(F.shape, path)[:, 1].max() >= 16
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_join_tree_arc_has_a_valley_path_below_its_up_node(seed):
+    """Random 2-D and 3-D fields: each arc of the join tree is joined up node to down node, and the
+    path never climbs above the up node (the saddle it joins at)."""
+    from globscope.topology import join_tree, vertex_order
+
+    rng = np.random.default_rng(seed)
+    for shape in ((14, 11), (6, 5, 4)):
+        F = rng.random(shape)
+        rank = vertex_order(F)
+        t = join_tree(F)
+        for down, up in zip(t.node_vertex[t.arc_down], t.node_vertex[t.arc_up]):
+            path = valley_path(F, int(up), int(down))
+            assert path[0] == up and path[-1] == down
+            assert rank[path].max() == rank[up]
+            assert (np.abs(np.diff(grid_index(shape, path), axis=0)).max(1) == 1).all()

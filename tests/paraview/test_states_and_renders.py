@@ -30,18 +30,24 @@ def test_pvsm_saved_and_reloaded_on_another_bundle(bundle, tmp_path, pv):
 import sys, json
 import globscope_state as gs
 from paraview.simple import *
+from paraview import servermanager as sm
 view = gs.load_state({str(pvsm)!r}, {str(moved)!r})
 r = FindSource("landscape.vti")
 layout = GetLayoutByName("Globscope")
-cells = [layout.GetViewLocation(FindView(n)) for n in (gs.LANDSCAPE_VIEW, gs.DIAGRAM_VIEW)]
-print("RESULT " + json.dumps({{"file": r.FileName[0], "views": len(GetRenderViews()), "cells": cells}}))
+cells = [layout.GetViewLocation(FindView(n)) for n in (gs.LANDSCAPE_VIEW, gs.MAP_VIEW, gs.DIAGRAM_VIEW)]
+print("RESULT " + json.dumps({{"file": r.FileName[0], "views": len(GetRenderViews()), "cells": cells,
+      "arcs": sm.Fetch(FindSource("Merge tree arcs")).GetNumberOfCells(),
+      "pairs": sm.Fetch(FindSource("Kept pairs")).GetNumberOfCells()}}))
 """
     rc, out, err, res = pv("pvbatch", script, display=None)
     assert rc == 0 and res, err[-3000:]
-    assert res[0]["file"].startswith(str(moved)) and res[0]["views"] == 2
-    # both views sit in the "Globscope" layout (the GUI shows them side by side), in different cells
+    assert res[0]["file"].startswith(str(moved)) and res[0]["views"] == 3
+    # the 3-D view, the map and the diagram sit in the "Globscope" layout (the GUI shows them side
+    # by side), in different cells
     cells = res[0]["cells"]
-    assert min(cells) >= 0 and len(set(cells)) == 2, cells
+    assert min(cells) >= 0 and len(set(cells)) == 3, cells
+    # the reloaded pipeline runs: the tree's arcs (a programmable filter) and the diagram's pairs
+    assert res[0]["arcs"] > 0 and res[0]["pairs"] > 0, res[0]
 
 
 def test_models_and_merge_tree_sit_on_the_surface(bundle, pv):
@@ -79,7 +85,8 @@ print("RESULT " + json.dumps({{"surface": lift("Loss surface", "log_loss"), "mod
         assert lo > 10 * tol and hi - lo < tol, (key, r[key])  # one small positive lift for every point
     assert r["categorical"] == 1
     assert r["runs"] and sorted(r["annotations"]) == sorted(r["runs"])
-    assert {"Loss surface", "Model points", "Trajectories", "Merge tree nodes", "Merge tree arcs"} <= set(r["shown"])
+    shown = {"Shaded surface", "Model points", "Trajectories", "Critical points", "Merge tree arc tubes"}
+    assert shown <= set(r["shown"])
 
 
 def test_python_state_renders(bundle, tmp_path, pv_cache, monkeypatch):
