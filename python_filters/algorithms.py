@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -316,13 +315,8 @@ class ManifoldFilter(GlobscopeAlgorithm):
                 man = load_manifold(path)
                 models = stages.models_for(man, cs, task, path, progress=self._progress(0.0, 0.9))
             else:
-                from globscope.landscape.evaluation.common import num_threads
-
                 models = stages.load_models(cs, task, progress=self._progress(0.0, 0.1))
-                # every core, as `globscope fit` has: ParaView's programs start with one OpenMP
-                # thread on small machines (against spinning pools), which made the fit 1.5-5x slower
-                with num_threads(os.cpu_count()):
-                    man, path = fitted_manifold(models, self.settings, progress=self._progress(0.1, 0.9))
+                man, path = fitted_manifold(models, self.settings, progress=self._progress(0.1, 0.9))
             Z, errors = stages.project(man, models)
             return model_points(cs, Z, errors, manifold_file=str(path), checkpoint_set=str(cs.root.resolve()),
                                 task=models.task_name or "", method=man.method)
