@@ -908,8 +908,25 @@ def render(bundle, out, state=None, size=RenderSettings.size):
 
 
 def save(bundle, out):
+    """Build the landscape state on ``bundle`` and save it as ``.pvsm``, headed by a comment that
+    lists the data files it reads (ParaView stores absolute paths) and how to open it on a copy."""
+    import re
+    from xml.sax.saxutils import escape
+
     build_landscape(bundle)
     simple.SaveState(out)
+    with open(out) as f:
+        text = f.read()
+    files = sorted(set(re.findall(r'<Property name="FileName"[^>]*>\s*<Element index="0" value="([^"]+)"', text)))
+    note = ("<!-- Globscope's landscape state of " + escape(os.path.abspath(bundle)) + ".\n"
+            "     It reads these files where they are (absolute paths):\n"
+            + "".join(f"       {escape(p)}\n" for p in files)
+            + "     On a copy of the bundle elsewhere: globscope paraview COPY --state THIS.pvsm\n"
+              "     or ParaView's File > Load State with 'Search files under specified directory' set to the copy,\n"
+              "     after loading the Globscope plugin. -->\n")
+    head, sep, rest = text.partition("?>\n") if text.startswith("<?xml") else ("", "", text)
+    with open(out, "w") as f:
+        f.write(head + sep + note + rest)
     return out
 
 

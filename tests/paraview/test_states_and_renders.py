@@ -24,6 +24,9 @@ def test_pvsm_saved_and_reloaded_on_another_bundle(bundle, tmp_path, pv):
 
     pvsm = pl.save_state(bundle, tmp_path / "globscope.pvsm")
     assert pvsm.is_file() and ("GlobscopeMergeTree" in pvsm.read_text() or "type=\"ttk" in pvsm.read_text())
+    # the state says which files it reads, and how to open it on a copy
+    head = pvsm.read_text().split("-->")[0]
+    assert str(bundle / "landscape.vti") in head and str(bundle / "models.vtp") in head and "--state" in head
     moved = tmp_path / "elsewhere"
     shutil.copytree(bundle, moved, ignore=shutil.ignore_patterns(".landscape-cache"))
     script = HOOK + f"""
