@@ -909,7 +909,8 @@ def render(bundle, out, state=None, size=RenderSettings.size):
 
 def save(bundle, out):
     """Build the landscape state on ``bundle`` and save it as ``.pvsm``, headed by a comment that
-    lists the data files it reads (ParaView stores absolute paths) and how to open it on a copy."""
+    lists the data files it reads (ParaView stores absolute paths) and how to open it on a copy
+    (an XML comment: no double hyphen in it, so no command-line options spelled out)."""
     import re
     from xml.sax.saxutils import escape
 
@@ -921,7 +922,7 @@ def save(bundle, out):
     note = ("<!-- Globscope's landscape state of " + escape(os.path.abspath(bundle)) + ".\n"
             "     It reads these files where they are (absolute paths):\n"
             + "".join(f"       {escape(p)}\n" for p in files)
-            + "     On a copy of the bundle elsewhere: globscope paraview COPY --state THIS.pvsm\n"
+            + "     On a copy of the bundle elsewhere: globscope paraview COPY, state option set to this file\n"
               "     or ParaView's File > Load State with 'Search files under specified directory' set to the copy,\n"
               "     after loading the Globscope plugin. -->\n")
     head, sep, rest = text.partition("?>\n") if text.startswith("<?xml") else ("", "", text)

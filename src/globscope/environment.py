@@ -15,6 +15,7 @@ variable                       meaning
 ``GLOBSCOPE_TOPOLOGY_ENGINE``  ``globscope`` forces Globscope's topology filters where TTK loads
 ``GLOBSCOPE_BUNDLE``           the bundle a state is built on (set by ``globscope paraview``)
 ``GLOBSCOPE_STATE``            a saved state (``.pvsm``/``.py``) the GUI loads instead of building one
+``GLOBSCOPE_PYTHON``           the interpreter ParaView's Manifold filter fits in (set by the launcher)
 ``RANK``, ``WORLD_SIZE``,      torchrun's: ``globscope landscape`` shards its chunks over the ranks
 ``LOCAL_RANK``
 =============================  ====================================================================
@@ -33,7 +34,8 @@ from pathlib import Path
 from globscope.errors import GlobscopeError
 
 VARIABLES = ("GLOBSCOPE_DATA_DIR", "GLOBSCOPE_CACHE", "GLOBSCOPE_PLUGIN_DIR", "GLOBSCOPE_STATE_DIR", "PARAVIEW_BIN",
-             "GLOBSCOPE_TOPOLOGY_ENGINE", "GLOBSCOPE_BUNDLE", "GLOBSCOPE_STATE", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+             "GLOBSCOPE_TOPOLOGY_ENGINE", "GLOBSCOPE_BUNDLE", "GLOBSCOPE_STATE", "GLOBSCOPE_PYTHON",
+             "RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 def get(name: str, default: str | None = None) -> str | None:

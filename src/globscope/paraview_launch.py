@@ -79,6 +79,8 @@ def environment(extra: dict | None = None) -> dict:
     # slowed the Manifold filter's fit 2x in pvpython on 2 cores (67 s against 34 s); passive
     # waiting removes that
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # the Manifold filter fits in a process of its own with this interpreter (globscope.fit_process)
+    env.setdefault("GLOBSCOPE_PYTHON", sys.executable)
     env.update(extra or {})
     return env
 

@@ -1,6 +1,7 @@
 """States (.pvsm with data_directory remapping, Python state), pvbatch renders and the GUI."""
 
 import shutil
+import xml.etree.ElementTree as ET
 
 import pytest
 from conftest import HOOK, needs_paraview
@@ -26,7 +27,8 @@ def test_pvsm_saved_and_reloaded_on_another_bundle(bundle, tmp_path, pv):
     assert pvsm.is_file() and ("GlobscopeMergeTree" in pvsm.read_text() or "type=\"ttk" in pvsm.read_text())
     # the state says which files it reads, and how to open it on a copy
     head = pvsm.read_text().split("-->")[0]
-    assert str(bundle / "landscape.vti") in head and str(bundle / "models.vtp") in head and "--state" in head
+    assert str(bundle / "landscape.vti") in head and str(bundle / "models.vtp") in head and "state option" in head
+    ET.parse(pvsm)  # still well-formed XML
     moved = tmp_path / "elsewhere"
     shutil.copytree(bundle, moved, ignore=shutil.ignore_patterns(".landscape-cache"))
     script = HOOK + f"""
