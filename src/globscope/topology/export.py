@@ -8,8 +8,6 @@ Fields of d = 4, which VTK image data cannot hold, are read from and written to 
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,12 +90,11 @@ def _check_shape(path, name: str, F: np.ndarray) -> None:
 
 
 def _csv(columns: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(columns))
-    for row in zip(*[np.asarray(c).tolist() for c in columns.values()]):
-        w.writerow([repr(v) if isinstance(v, float) else v for v in row])
-    return buf.getvalue()
+    """A CSV of numeric columns, floats written exactly (``repr``), built column-wise in bulk (a
+    row at a time took 0.9 s for a 1024² field's tables)."""
+    texts = [list(map(repr if np.asarray(c).dtype.kind == "f" else str, np.asarray(c).tolist()))
+             for c in columns.values()]
+    return "\n".join([",".join(columns), *map(",".join, zip(*texts))]) + "\n"
 
 
 def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
