@@ -408,7 +408,14 @@ def _between(low: int, high: int):
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every default comes from :mod:`globscope.settings` (options left unset
     are ``None`` and keep the settings' default)."""
-    from globscope.names import BN_MODES, FORMULATIONS, LATENT_DIMS, MANIFOLD_METHODS, TOPOLOGY_ENGINES
+    from globscope.names import (
+        BN_MODES,
+        BUILTIN_TASKS,  # not globscope.tasks: that imports PyTorch (1.2 s)
+        FORMULATIONS,
+        LATENT_DIMS,
+        MANIFOLD_METHODS,
+        TOPOLOGY_ENGINES,
+    )
     from globscope.settings import (
         HUGE_FRACTION,
         HUGE_POINTS,
@@ -419,7 +426,6 @@ def build_parser() -> argparse.ArgumentParser:
         TopologySettings,
         ZooSettings,
     )
-    from globscope.tasks import BUILTIN_TASKS
 
     zoo, fit, land, topo, ren = ZooSettings(), FitSettings(), LandscapeSettings(), TopologySettings(), RenderSettings()
     demo = DemoSettings()

@@ -139,7 +139,10 @@ __all__ = ["CriticalType", "RegionType", "PairType", "TreeType", "Choices", "MAN
            "DISTANCE", "FIELD_ARRAYS", "VERTEX_SCALAR_FIELD", "CRITICAL_TYPE", "PAIR_IDENTIFIER", "PAIR_TYPE",
            "PERSISTENCE", "BIRTH", "IS_FINITE", "COORDINATES", "NODE_ID", "VERTEX_ID", "SCALAR", "UP_NODE_ID",
            "DOWN_NODE_ID", "SEGMENTATION_ID", "REGION_SIZE", "REGION_SPAN", "REGION_TYPE", "MASK_SCALAR_FIELD",
-           "TOPOLOGY_ENGINES"]
+           "TOPOLOGY_ENGINES", "BUILTIN_TASKS"]
+
+# the built-in tasks' names (globscope.tasks.BUILTIN_TASKS builds them; a test keeps the two equal)
+BUILTIN_TASKS = ("digits-mlp", "fashion-mlp", "fashion-cnn", "mnist-mlp")
 
 # where the topology stage runs: Globscope's engine, native TTK through pvpython, or TTK when it runs
 TOPOLOGY_ENGINES = ("globscope", "ttk", "auto")

@@ -94,3 +94,15 @@ def test_zoo_is_deterministic_and_learns(tmp_path):
     loss, acc = task.evaluate(net)
     assert loss == pytest.approx(c.metrics["eval_loss"], rel=1e-6) and acc == c.metrics["eval_accuracy"]
     assert acc > 0.8
+
+
+def test_the_command_line_lists_the_built_in_tasks_without_importing_pytorch():
+    import subprocess
+    import sys
+
+    from globscope import names, tasks
+
+    assert tuple(tasks.BUILTIN_TASKS) == names.BUILTIN_TASKS
+    code = "import sys; from globscope.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr
