@@ -153,6 +153,7 @@ class CheckpointSetReader(GlobscopeAlgorithm):
         GlobscopeAlgorithm.__init__(self, nInputPorts=0, nOutputPorts=1, outputType="vtkTable")
         self._filename = ""
         self._info = None
+        self._info_error = None
 
     def SetFileName(self, name):
         if name != self._filename:
@@ -165,8 +166,8 @@ class CheckpointSetReader(GlobscopeAlgorithm):
 
     def _set_info(self):
         """(key, checkpoint set, parameter count), or None (no file name, or a set that cannot be
-        opened: RequestData says why, once; the information properties, which ParaView asks for
-        many times, stay empty rather than raising)."""
+        opened: ``_info_error`` holds why, which RequestData says once; the information properties,
+        which ParaView asks for many times, stay empty rather than raising)."""
         if not self._filename:
             return None
         try:
@@ -179,7 +180,8 @@ class CheckpointSetReader(GlobscopeAlgorithm):
                 except GlobscopeError:  # a broken first file shows in RequestData
                     n = -1
                 self._info = (key, cs, n)
-        except GlobscopeError:
+        except GlobscopeError as e:
+            self._info_error = e
             return None
         return self._info
 
@@ -206,9 +208,10 @@ class CheckpointSetReader(GlobscopeAlgorithm):
     def execute(self, inInfo, outInfo):
         if not self._filename:
             raise GlobscopeError("no checkpoint set given (FileName is empty)")
-        if self._set_info() is None:
-            stages.open_set(self._filename)  # raises: the reason, in one line
-        _, cs, n_params = self._set_info()
+        info = self._set_info()
+        if info is None:
+            raise self._info_error
+        _, cs, n_params = info
         runs = cs.runs
         cks = cs.checkpoints
         cols = {

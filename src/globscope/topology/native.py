@@ -65,12 +65,12 @@ def analyze_native(field, persistence: float, absolute: bool, timeout: float | N
     if n_bad:
         raise TTKUnavailable(f"{path}: {field.name!r} holds {n_bad} non-finite values, which TTK cannot order; "
                              "use --engine globscope (it orders them above every finite value)")
+    try:
+        pl.find_executable("pvpython")
+    except GlobscopeError as e:
+        raise TTKUnavailable(str(e)) from None
     with tempfile.TemporaryDirectory(prefix="globscope-ttk-") as tmp:
         out = Path(tmp) / "ttk.npz"
-        try:
-            pl.find_executable("pvpython")
-        except GlobscopeError as e:
-            raise TTKUnavailable(str(e)) from None
         t = time.perf_counter()
         r = pl.run_script("pvpython", pl.state_script(),
                           ["ttk-topology", "--field", path.resolve(), "--array", field.name,
@@ -90,16 +90,6 @@ def analyze_native(field, persistence: float, absolute: bool, timeout: float | N
     res = result_from_ttk(arrays, field.values, persistence, absolute)
     res.timings["pvpython"] = wall
     return res
-
-
-def _rank(values: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-    """Position of every vertex in the vertex order: (value, vertex id), or a given order array."""
-    if order is not None:
-        return np.asarray(order, dtype=np.int64)
-    verts = np.lexsort((np.arange(values.shape[0]), values))
-    rank = np.empty_like(verts)
-    rank[verts] = np.arange(verts.shape[0])
-    return rank
 
 
 def _pairs(a: dict, prefix: str, values: np.ndarray, rank: np.ndarray) -> PersistencePairs:
