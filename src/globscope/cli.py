@@ -252,7 +252,7 @@ def _cmd_topology(a, bars):
     from globscope.settings import TopologySettings
 
     settings = TopologySettings().replace(array=a.array, persistence=a.persistence, absolute=a.absolute or None)
-    s = stages.topology(a.field, a.out, settings, progress=bars("topology"), engine=a.engine)
+    s = stages.topology(a.field, a.out, settings, progress=bars("topology"), engine=a.engine, outputs=a.outputs)
     e = s["engine"]
     ttk = f" (TTK {e['version']}, plugin {e['plugin_version']})" if e["name"] == "ttk" else ""
     print(f"engine: {e['name']}{ttk}")
@@ -415,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         LATENT_DIMS,
         MANIFOLD_METHODS,
         TOPOLOGY_ENGINES,
+        TOPOLOGY_OUTPUTS,
     )
     from globscope.settings import (
         HUGE_FRACTION,
@@ -613,6 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="globscope (default, the fastest), ttk (native TTK through pvpython: the plugin must "
                         "load, e.g. from PV_PLUGIN_PATH; .vti only) or auto (TTK where it runs); both engines "
                         "write the same files")
+    s.add_argument("--outputs", nargs="+", choices=TOPOLOGY_OUTPUTS, default=TOPOLOGY_OUTPUTS, metavar="OUTPUT",
+                   help="what to write besides topology.json (default all): tables (the CSVs), tree (topology.vtu), "
+                        "field (topology.vti with the simplified field and basins); files of the others left by "
+                        "an earlier run are removed")
     s.add_argument("--out", required=True, help="output folder")
     s.set_defaults(fn=_cmd_topology)
     return p

@@ -139,10 +139,13 @@ __all__ = ["CriticalType", "RegionType", "PairType", "TreeType", "Choices", "MAN
            "DISTANCE", "FIELD_ARRAYS", "VERTEX_SCALAR_FIELD", "CRITICAL_TYPE", "PAIR_IDENTIFIER", "PAIR_TYPE",
            "PERSISTENCE", "BIRTH", "IS_FINITE", "COORDINATES", "NODE_ID", "VERTEX_ID", "SCALAR", "UP_NODE_ID",
            "DOWN_NODE_ID", "SEGMENTATION_ID", "REGION_SIZE", "REGION_SPAN", "REGION_TYPE", "MASK_SCALAR_FIELD",
-           "TOPOLOGY_ENGINES", "BUILTIN_TASKS"]
+           "TOPOLOGY_ENGINES", "TOPOLOGY_OUTPUTS", "BUILTIN_TASKS"]
 
 # the built-in tasks' names (globscope.tasks.BUILTIN_TASKS builds them; a test keeps the two equal)
 BUILTIN_TASKS = ("digits-mlp", "fashion-mlp", "fashion-cnn", "mnist-mlp")
 
 # where the topology stage runs: Globscope's engine, native TTK through pvpython, or TTK when it runs
 TOPOLOGY_ENGINES = ("globscope", "ttk", "auto")
+# what `globscope topology` can write besides topology.json: the CSV tables, the merge tree
+# (topology.vtu) and the simplified field with its basins (topology.vti, .npz for d = 4)
+TOPOLOGY_OUTPUTS = ("tables", "tree", "field")

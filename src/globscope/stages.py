@@ -290,7 +290,7 @@ def recorded_topology_settings(bundle) -> TopologySettings:
 
 
 def topology(field_path, out, settings: TopologySettings = TopologySettings(), progress=None,
-             should_abort=None, engine: str = "globscope") -> dict:
+             should_abort=None, engine: str = "globscope", outputs=N.TOPOLOGY_OUTPUTS) -> dict:
     """Persistence pairs, simplification, join tree and basins of a field file (``.vti``, or
     ``.npz`` for d = 4), written to ``out`` with ``topology.json`` (which records ``settings`` and
     the engine that ran).
@@ -298,6 +298,8 @@ def topology(field_path, out, settings: TopologySettings = TopologySettings(), p
     ``engine``: ``globscope`` (:func:`globscope.topology.analyze`), ``ttk`` (native TTK through
     pvpython, :mod:`globscope.topology.native`; an error where it cannot run) or ``auto`` (TTK where
     it runs, else Globscope's). Both engines write the same files with the same content.
+    ``outputs``: which files to write besides ``topology.json`` (``names.TOPOLOGY_OUTPUTS``: the
+    CSV tables, the merge tree, the field with its basins); the later stages read the field.
 
     Returns
     -------
@@ -305,11 +307,12 @@ def topology(field_path, out, settings: TopologySettings = TopologySettings(), p
         The summary written to ``topology.json``.
     """
     from globscope.topology import analyze
-    from globscope.topology.export import read_grid_field, summary, write_topology
+    from globscope.topology.export import check_outputs, read_grid_field, summary, write_topology
     from globscope.topology.native import TTKUnavailable, analyze_native
 
     if engine not in N.TOPOLOGY_ENGINES:
         raise GlobscopeError(f"topology engine {engine!r}: choose one of {', '.join(N.TOPOLOGY_ENGINES)}")
+    check_outputs(outputs)
     field = read_grid_field(field_path, settings.array)
     result = None
     if engine != "globscope":
@@ -327,7 +330,7 @@ def topology(field_path, out, settings: TopologySettings = TopologySettings(), p
             raise GlobscopeError(f"{field.path} [{field.name}]: {e}") from None
     out = Path(out)
     s = summary(result, field, settings)
-    s["files"] = write_topology(result, field, out)
+    s["files"] = write_topology(result, field, out, outputs)
     write_json(out / TOPOLOGY_JSON, s)
     return s
 

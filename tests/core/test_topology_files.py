@@ -126,3 +126,29 @@ def test_fields_and_thresholds_without_finite_values_are_refused(tmp_path):
                         "--persistence", "inf", "--absolute", "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "got inf" in r.stderr
+
+
+def test_outputs_can_be_skipped_and_stale_files_go(tmp_path):
+    """``--outputs`` writes only what is asked (the files equal a full run's byte for byte); a
+    rerun that skips an output removes that output's files from the earlier run, and a name that
+    is not an output is refused before any work."""
+    src = REF / "fields" / "wells2d_64x48.vti"
+    full, part = tmp_path / "full", tmp_path / "part"
+    ts = TopologySettings("f", persistence=0.05)
+    s = stages.topology(src, full, ts)
+    assert sorted(s["files"]) == sorted(p.name for p in full.iterdir() if p.name != "topology.json")
+    stages.topology(src, part, ts)
+    s = stages.topology(src, part, ts, outputs=("tree",))
+    assert s["files"] == ["topology.vtu"]
+    assert sorted(p.name for p in part.iterdir()) == ["topology.json", "topology.vtu"]
+    assert (part / "topology.vtu").read_bytes() == (full / "topology.vtu").read_bytes()
+    assert json.loads((part / "topology.json").read_text())["files"] == ["topology.vtu"]
+    r = subprocess.run([sys.executable, "-m", "globscope", "topology", str(src), "--array", "f",
+                        "--outputs", "tables", "field", "--out", str(part)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not (part / "topology.vtu").exists()
+    for name in ("merge_tree_nodes.csv", "persistence_pairs.csv", "topology.vti"):
+        assert (part / name).read_bytes() == (full / name).read_bytes()
+    with pytest.raises(GlobscopeError, match="unknown topology output 'csv': choose from tables, tree, field"):
+        stages.topology(src, tmp_path / "none", ts, outputs=("csv",))
+    assert not (tmp_path / "none").exists()

@@ -97,14 +97,46 @@ def _csv(columns: dict) -> str:
     return "\n".join([",".join(columns), *map(",".join, zip(*texts))]) + "\n"
 
 
-def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
-    """Write every output of ``globscope topology`` into ``out``; return the file names.
+# the files each output writes (the field is topology.npz where d = 4)
+OUTPUT_FILES = {"tables": ("persistence_pairs.csv", "critical_points.csv", "merge_tree_nodes.csv",
+                           "merge_tree_arcs.csv"),
+                "tree": ("topology.vtu",), "field": ("topology.vti", "topology.npz")}
 
+
+def check_outputs(outputs) -> None:
+    """Refuse names that are not topology outputs (before any work is done)."""
+    unknown = sorted(set(outputs) - set(N.TOPOLOGY_OUTPUTS))
+    if unknown:
+        raise GlobscopeError(f"unknown topology output {', '.join(map(repr, unknown))}: choose from "
+                             f"{', '.join(N.TOPOLOGY_OUTPUTS)}")
+
+
+def write_topology(result: TopologyResult, field: GridField, out, outputs=N.TOPOLOGY_OUTPUTS) -> list[str]:
+    """Write the outputs of ``globscope topology`` into ``out``; return the file names.
+
+    ``outputs`` is a subset of ``names.TOPOLOGY_OUTPUTS``: ``tables`` (the CSVs), ``tree``
+    (``topology.vtu``), ``field`` (``topology.vti``, ``.npz`` for d = 4). A skipped output's files
+    left by an earlier run are removed, so that no file in ``out`` disagrees with this run.
     ``persistence_pairs.csv`` holds the pairs of the input field (essential pair included);
     the other files describe the simplified field (the input when nothing was simplified).
     """
+    check_outputs(outputs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for kind in set(N.TOPOLOGY_OUTPUTS) - set(outputs):
+        for name in OUTPUT_FILES[kind]:
+            (out / name).unlink(missing_ok=True)
+    files = []
+    if "tables" in outputs:
+        files += _write_tables(result, out)
+    if "tree" in outputs:
+        files.append(_write_tree(result.join_tree, field, out))
+    if "field" in outputs:
+        files.append(_write_field(result, field, out))
+    return files
+
+
+def _write_tables(result: TopologyResult, out: Path) -> list[str]:
     p = result.pairs
     write_text(out / "persistence_pairs.csv", _csv({
         "birth_vertex": p.birth_vertex, "death_vertex": p.death_vertex, "birth": p.birth,
@@ -117,8 +149,10 @@ def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
         "critical_type": t.node_type}))
     write_text(out / "merge_tree_arcs.csv", _csv({
         "arc_id": np.arange(t.n_arcs), "down_node": t.arc_down, "up_node": t.arc_up}))
-    files = ["persistence_pairs.csv", "critical_points.csv", "merge_tree_nodes.csv", "merge_tree_arcs.csv"]
+    return list(OUTPUT_FILES["tables"])
 
+
+def _write_tree(t, field: GridField, out: Path) -> str:
     pos = field.grid.coordinates(t.node_vertex)
     node_arrays = t.node_arrays(pos)
     if pos.shape[1] == 4:
@@ -133,21 +167,21 @@ def write_topology(result: TopologyResult, field: GridField, out) -> list[str]:
         [[i] for i in range(n_nodes)] + [[int(a), int(b)] for a, b in zip(t.arc_down, t.arc_up)],
         [VTK_VERTEX] * n_nodes + [VTK_LINE] * n_arcs,
         point_data=node_arrays, cell_data=cell_data)
-    files.append("topology.vtu")
+    return "topology.vtu"
 
+
+def _write_field(result: TopologyResult, field: GridField, out: Path) -> str:
     g = field.grid
     grids = dict(field.arrays)
     grids[f"{field.name}_simplified"] = g.to_field(result.simplification.values)
-    grids[N.SEGMENTATION_ID] = g.to_field(t.segmentation.astype(np.int32))
-    grids[N.CRITICAL_TYPE] = g.to_field(cp.critical_type.astype(np.int32))
+    grids[N.SEGMENTATION_ID] = g.to_field(result.join_tree.segmentation.astype(np.int32))
+    grids[N.CRITICAL_TYPE] = g.to_field(result.critical_points.critical_type.astype(np.int32))
     if g.dim <= 3:
         write_image_data(out / "topology.vti", grids, g)
-        files.append("topology.vti")
-    else:
-        with atomic_path(out / "topology.npz") as tmp:
-            np.savez(tmp, origin=np.asarray(g.origin), spacing=np.asarray(g.spacing), **grids)
-        files.append("topology.npz")
-    return files
+        return "topology.vti"
+    with atomic_path(out / "topology.npz") as tmp:
+        np.savez(tmp, origin=np.asarray(g.origin), spacing=np.asarray(g.spacing), **grids)
+    return "topology.npz"
 
 
 def summary(result: TopologyResult, field: GridField, settings) -> dict:
