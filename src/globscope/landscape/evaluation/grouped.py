@@ -307,9 +307,10 @@ class Grouped(Formulation):
 
     def _fold(self, p: dict, st: Step, stats: dict, var_key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weights (G, C_out, …) and bias (G, C_out) of convolution ``st`` with its BatchNorm folded in
-        (statistics ``stats[bn.running_mean]`` and ``stats[bn.<var_key>]``; unfolded while unknown)."""
+        (statistics ``stats[bn.running_mean]`` and ``stats[bn.<var_key>]``; in the calibration pass,
+        ``var_key="batch_var"``, unfolded while unknown: the pass stops before that BatchNorm)."""
         w, b = p[f"{st.name}.weight"], p.get(f"{st.name}.bias")
-        if st.bn is None or f"{st.bn}.running_mean" not in stats:
+        if st.bn is None or (var_key == "batch_var" and f"{st.bn}.running_mean" not in stats):
             return w, b
         scale, shift = _bn_affine(p.get(f"{st.bn}.weight"), p.get(f"{st.bn}.bias"), stats[f"{st.bn}.running_mean"],
                                   stats[f"{st.bn}.{var_key}"], self.setup.model.get_submodule(st.bn).eps)
