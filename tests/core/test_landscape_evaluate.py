@@ -336,6 +336,126 @@ def test_grouped_equals_per_model_loop(task_fn, bn):
         np.testing.assert_allclose(acc, ref[1], atol=1e-12)
 
 
+def _cnn_variant(kind: str):
+    """Plain CNNs of the class ``groupable`` accepts: (layers, input shape)."""
+    if kind == "rgb-k5-stride2-avg":  # 3 input channels, 5×5 stride 2, no BatchNorm, average pooling, hidden Linear
+        return [nn.Conv2d(3, 4, 5, stride=2, padding=2), nn.Tanh(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+                nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 3 * 3, 7), nn.ReLU(), nn.Linear(7, 3)], (3, 13, 13)
+    if kind == "bn-maxpool3-overlap":  # overlapping max pooling (3, stride 2): not fused, still moved past ReLU
+        return [nn.Conv2d(1, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d(3, 2),
+                nn.Conv2d(5, 4, 2), nn.BatchNorm2d(4, affine=False), nn.LeakyReLU(0.1), nn.MaxPool2d(2),
+                nn.Flatten(), nn.Linear(4 * 2 * 2, 3)], (1, 11, 11)
+    if kind == "dilated-grouped-bn-after-act":  # dilation, a grouped later conv, BatchNorm after the activation
+        return [nn.Conv2d(2, 6, 3, dilation=2, padding=2), nn.Identity(), nn.BatchNorm2d(6), nn.ELU(),
+                nn.MaxPool2d(2), nn.Conv2d(6, 6, 3, padding=1, groups=3), nn.ReLU(), nn.BatchNorm2d(6),
+                nn.Conv2d(6, 4, 1), nn.BatchNorm2d(4), nn.Identity(), nn.ReLU(), nn.MaxPool2d((2, 1)),
+                nn.Flatten(), nn.Linear(4 * 2 * 4, 3)], (2, 9, 8)
+    if kind == "pool-3x3-tiling-odd":  # a 3×3 tiling max pooling fused into the first product, odd sizes
+        return [nn.Conv2d(1, 3, 2, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(3),
+                nn.Conv2d(3, 5, 3, stride=2, padding=1), nn.BatchNorm2d(5), nn.SiLU(), nn.AvgPool2d(2, 1),
+                nn.Flatten(), nn.Linear(5 * 1 * 1, 3)], (1, 10, 10)
+    raise ValueError(kind)
+
+
+CNN_VARIANTS = ["rgb-k5-stride2-avg", "bn-maxpool3-overlap", "dilated-grouped-bn-after-act", "pool-3x3-tiling-odd"]
+
+
+def variant_cnn_task(kind: str):
+    layers, shape = _cnn_variant(kind)
+    return Task(f"cnn-{kind}", lambda: nn.Sequential(*copy.deepcopy(layers)), _tiny_data(shape, n_train=45, n_eval=23))
+
+
+@pytest.mark.parametrize("kind", CNN_VARIANTS)
+@pytest.mark.parametrize("bn", ["recompute", "reference"])
+def test_grouped_variants_equal_per_model_loop(kind, bn):
+    """The grouped formulation (first convolution as one product over shared patches, BatchNorm
+    folded, pooling moved or fused, channels-last) equals the per-model loop on CNNs of varied
+    channels, kernels, strides, dilation, padding, pooling and BatchNorm placement."""
+    from globscope.landscape.evaluation import groupable
+
+    task = variant_cnn_task(kind)
+    assert groupable(task.make_model())
+    ms = _models(task, 6, seed=21)
+    torch.manual_seed(22)
+    for m in ms:
+        for b in m.modules():
+            if isinstance(b, nn.BatchNorm2d):
+                b.running_mean.normal_()
+                b.running_var.uniform_(0.5, 2.0)
+                if b.affine:
+                    b.weight.data.normal_()  # negative scales too (folded into the convolutions)
+    W = _flat(task, ms)
+    bn = bn if task.has_batchnorm else None
+    bufs = None
+    if bn == "reference":
+        keys = BatchedEvaluator(task, "cpu", bn=bn, formulation="loop").buffer_keys
+        bufs = {k: torch.stack([m.state_dict()[k] for m in ms]) for k in keys}
+    ref = BatchedEvaluator(task, "cpu", bn=bn, calibration_size=40, formulation="loop").evaluate(W, bufs)
+    for db in (None, 4):  # whole set; slices of 4 examples (calibration too)
+        ev = BatchedEvaluator(task, "cpu", bn=bn, calibration_size=40, formulation="grouped", data_batch=db,
+                              max_batch_models=5)
+        loss, acc = ev.evaluate(W, bufs)
+        np.testing.assert_allclose(loss, ref[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(acc, ref[1], atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["bn-maxpool3-overlap", "dilated-grouped-bn-after-act", "pool-3x3-tiling-odd"])
+def test_grouped_statistics_equal_probe(kind):
+    """Recomputed BatchNorm statistics of the grouped formulation (the first convolution's in closed
+    form from the patches' moments, the others over calibration slices) equal the probe's."""
+    from globscope.landscape.evaluation.common import bn_statistics
+
+    task = variant_cnn_task(kind)
+    W = _flat(task, _models(task, 5, seed=23))
+    ev = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=40, formulation="grouped")
+    ref = bn_statistics(ev.setup, W, per_model=True)
+    g = ev.strategies["grouped"]
+    for db in (40, 7):
+        got = g.statistics(task.layout.unflatten(W), db)
+        assert set(got) == set(ref)
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_product_blocks_and_uncached_patches(monkeypatch):
+    """The first product taken a few outputs at a time, and patches unfolded per data slice
+    instead of kept, give the same numbers."""
+    from globscope.landscape.evaluation import grouped
+
+    task = variant_cnn_task("pool-3x3-tiling-odd")
+    W = _flat(task, _models(task, 5, seed=24))
+    ref = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=40, formulation="loop").evaluate(W)
+    monkeypatch.setattr(grouped, "PRODUCT_VALUES", 7 * 3)  # a few rows per block, a ragged last one
+    monkeypatch.setattr(grouped, "PATCH_CACHE_BYTES", 0)
+    ev = BatchedEvaluator(task, "cpu", bn="recompute", calibration_size=40, formulation="grouped", data_batch=6)
+    loss, acc = ev.evaluate(W)
+    assert ev.strategies["grouped"]._patches["eval"] is None
+    np.testing.assert_allclose(loss, ref[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(acc, ref[1], atol=1e-12)
+
+
+def test_grouped_plan_and_pooling():
+    """The plan folds BatchNorm into the convolution before it, fuses a tiling max pooling into the
+    first product (moved past the bias and ReLU), moves it past ReLU only; and the 2×2 max pooling
+    of channels-last activations equals ``F.max_pool2d`` (odd sizes, NaN)."""
+    import torch.nn.functional as F
+
+    from globscope.landscape.evaluation.grouped import max_pool_2x2, plan
+
+    steps = plan(get_task("fashion-cnn").make_model())
+    assert [(s.kind, s.bn, s.pool) for s in steps] == [
+        ("patches", "1", (2, 2)), ("bias", "1", None), ("act", None, None), ("conv", "5", None),
+        ("pool", None, None), ("act", None, None), ("flatten", None, None), ("linear", None, None)]
+    steps = plan(variant_cnn_task("dilated-grouped-bn-after-act").make_model())
+    assert [s.kind for s in steps][:7] == ["patches", "bias", "act", "pool", "conv", "act", "bn"]  # ELU: not moved
+    assert steps[0].bn == "2" and steps[0].pool is None and steps[7].bn == "9"
+    h = torch.randn(3, 5, 7, 9).contiguous(memory_format=torch.channels_last)
+    h[0, 1, 2, 3] = float("nan")
+    out = max_pool_2x2(h)
+    torch.testing.assert_close(out, F.max_pool2d(h, 2), equal_nan=True)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_grouped_applicability_and_auto():
     from globscope.landscape.evaluation import groupable
 

@@ -22,8 +22,12 @@ formulations compute the same numbers (within float rounding):
     (``evaluate(codes=…)``); given full weights it runs as ``stacked``.
 ``grouped`` (``grouped``)
     For plain CNNs (Conv2d, BatchNorm2d, pooling, element-wise layers; Flatten; Linear layers):
-    G models at once as one network with G× the channels, G × data batch near 128 examples on
-    the CPU; BatchNorm recompute through the same grouped network.
+    G models at once as one channels-last network with G× the channels, G × data batch near 512
+    examples on the CPU. The first convolution is one matrix product of the shared input patches
+    with all models' filters, a max pooling over non-overlapping windows after it fused in (the
+    maximum of row blocks); later convolutions are grouped; a BatchNorm after a convolution is
+    folded into it. BatchNorm recompute through the same network (the first convolution's
+    statistics in closed form from the calibration patches' mean and covariance).
 
 ``formulation="auto"`` (``tuner.AutoTuner``) times the applicable formulations on the first batch
 — on the CPU each also with one thread and with a smaller data batch, after a screening round on

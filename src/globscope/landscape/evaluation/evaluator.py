@@ -244,9 +244,10 @@ class BatchedEvaluator:
         """(formulation, threads, data batch) triples ``auto`` measures (``AutoTuner.candidates``).
 
         On the CPU also one thread, and data batches of 128 examples (whose activations stay in
-        cache: 3× faster for the CNN than the whole set at once). ``factored`` when the models come
-        as codes of an affine head with fewer entries than the first layer's inputs (else it
-        does more work, never less); any of ``tune_formulations`` when given."""
+        cache); the grouped formulation with its own data batches (``AutoTuner.candidates``).
+        ``factored`` when the models come as codes of an affine head with fewer entries than the
+        first layer's inputs (else it does more work, never less); any of ``tune_formulations``
+        when given."""
         if self.tune_formulations is not None:
             forms = [f for f in TUNING_ORDER if f in self.tune_formulations]
         else:

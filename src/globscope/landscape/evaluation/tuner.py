@@ -74,14 +74,14 @@ class AutoTuner:
     """
 
     SMALL_DATA_BATCH = 128  # the smaller data batch timed on the CPU
-    GROUPED_DATA_BATCHES = (32, 64, 128)  # on the CPU: G models × data batch ≈ GROUP_EXAMPLES, G = 4, 2, 1
+    GROUPED_DATA_BATCHES = (32, 64, 128)  # on the CPU: G models × data batch ≈ GROUP_EXAMPLES, G = 16, 8, 4
     SCREEN_MODELS = 32  # models a screened candidate runs (past the per-call overhead, a fraction of a batch)
     SCREEN_KEEP = 2.0   # screened candidates slower per model than this × the fastest are dropped
     RETIME = 1.5        # full-batch times within this × the fastest are taken again (the better of two)
     # models a candidate is timed on at most: a few passes of the loop tell, and of the grouped
     # formulation on the CPU (its passes hold few models each there)
     TIMED_MODELS = {"loop": 4}
-    TIMED_MODELS_CPU = {"grouped": 8}
+    TIMED_MODELS_CPU = {"grouped": 16}
 
     def __init__(self, device: torch.device):
         self.device = device
