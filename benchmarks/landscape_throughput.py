@@ -29,7 +29,12 @@ for (d) they are *effective*: the FLOPs of the unfactored network over (d)'s tim
 actually does are printed beside them). The peak is the best of 4096² ``torch.mm`` timings taken
 in the same run before and after each task.
 
+``--device cuda`` runs (a)–(d) on the GPU: the module and the evaluation data on the device ((a)
+moves each batch of 128 there, as loss-landscape does), times taken after the results reach the
+host.
+
     .venv/bin/python benchmarks/landscape_throughput.py [--json] [--tasks ...] [--manifold pca] [--no-rss]
+        [--device cuda]
 """
 
 from __future__ import annotations
@@ -76,13 +81,15 @@ def decoded_weights(task, n: int, seed: int = 0, method: str = "autoencoder"):
     return torch.from_numpy(man.inverse_transform(pts)), man, Z, W0, pts
 
 
-def peak_gflops(reps: int = 7) -> float:
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+def peak_gflops(reps: int = 7, device: str = "cpu") -> float:
+    a, b = torch.randn(4096, 4096, device=device), torch.randn(4096, 4096, device=device)
     torch.mm(a, b)
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         torch.mm(a, b)
+        if device != "cpu":
+            torch.cuda.synchronize()
         ts.append(time.perf_counter() - t0)
     return 2 * 4096 ** 3 / statistics.median(ts) / 1e9
 
@@ -99,10 +106,10 @@ def recompute_bn(model, x_cal):
 
 
 @torch.no_grad()
-def per_model_loop(task, W, x_cal, loss_of):
-    """Each vector loaded into the module (BatchNorm statistics recomputed from ``x_cal`` when
-    given), then ``loss_of(model)``: the losses and the time of each model."""
-    model = task.make_model().eval()
+def per_model_loop(task, W, x_cal, loss_of, device="cpu"):
+    """Each vector loaded into the module on ``device`` (BatchNorm statistics recomputed from
+    ``x_cal`` when given), then ``loss_of(model)``: the losses and the time of each model."""
+    model = task.make_model().to(device).eval()
     losses, times = [], []
     for w in W:
         t0 = time.perf_counter()
@@ -114,32 +121,33 @@ def per_model_loop(task, W, x_cal, loss_of):
     return losses, times
 
 
-def li_loop(task, W, x_cal):
+def li_loop(task, W, x_cal, device="cpu"):
     """(a) loss-landscape's per-point evaluation: vector into the module, DataLoader of 128."""
     loader = DataLoader(TensorDataset(task.eval_data.x, task.eval_data.y), batch_size=128, shuffle=False)
 
     def loss_of(model):
         total, correct, n = 0.0, 0, 0
         for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
             out = model(xb)
             total += F.cross_entropy(out, yb, reduction="sum").item()
             correct += (out.argmax(1) == yb).sum().item()
             n += len(yb)
         return total / n
 
-    return per_model_loop(task, W, x_cal, loss_of)
+    return per_model_loop(task, W, x_cal, loss_of, device)
 
 
-def best_loop(task, W, x_cal):
+def best_loop(task, W, x_cal, device="cpu"):
     """(b) the best per-model loop: vector into the module, one forward over the whole set."""
-    x, y = task.eval_data.x, task.eval_data.y
+    x, y = task.eval_data.x.to(device), task.eval_data.y.to(device)
 
     def loss_of(model):
         out = model(x)
         float((out.argmax(1) == y).float().mean())  # the accuracy, as (a) and the engine compute it
         return float(F.cross_entropy(out, y))
 
-    return per_model_loop(task, W, x_cal, loss_of)
+    return per_model_loop(task, W, x_cal, loss_of, device)
 
 
 def engine_batches(ev, W):
@@ -153,15 +161,15 @@ def engine_batches(ev, W):
     return losses, times
 
 
-def factored_evaluator(task, man):
+def factored_evaluator(task, man, device="cpu"):
     """(d)'s evaluator: the manifold's affine head set, ``auto`` measuring threads and data batch
     of the factored formulation only; with the head's code function. None where it cannot run."""
-    head = man.affine_head("cpu")
+    head = man.affine_head(device)
     if head is None:
         return None, None
     try:
         # threads: the thread counts timed are torch's now (the engine's choice changes it before (d) runs)
-        ev = BatchedEvaluator(task, "cpu", formulation="auto", tune_formulations=("factored",),
+        ev = BatchedEvaluator(task, device, formulation="auto", tune_formulations=("factored",),
                               threads=torch.get_num_threads())
     except GlobscopeError:  # not an MLP with a Linear first layer on the data
         return None, None
@@ -175,7 +183,7 @@ def factored_batches(ev, code_fn, Zp):
     losses, times = [], []
     for s in range(0, len(Zp), ev.batch_models):
         t0 = time.perf_counter()
-        z = torch.as_tensor(Zp[s:s + ev.batch_models], dtype=torch.float32)
+        z = torch.as_tensor(Zp[s:s + ev.batch_models], dtype=torch.float32, device=ev.device)
         loss, _ = ev.evaluate(codes=code_fn(z))
         times.append((time.perf_counter() - t0) / len(z))
         losses.extend(loss.tolist())
@@ -192,18 +200,19 @@ def factored_flops(ev) -> int:
             + 2 * hd.K * hd.n_rest)
 
 
-def bench_task(name: str, peak: float, rounds: int = 3, method: str = "autoencoder") -> dict:
+def bench_task(name: str, peak: float, rounds: int = 3, method: str = "autoencoder", device: str = "cpu") -> dict:
     """The four ways on the same models, interleaved over ``rounds`` (a shared machine's load
     comes and goes: each way sees every phase); medians of per-model times."""
     task = get_task(name)
     n_li, n_loop, n_engine, n_fact = COUNTS.get(name, (8, 16, 256, 256))
     W, man, _, _, pts = decoded_weights(task, max(n_li, n_loop, n_engine, n_fact), method=method)
-    x_cal = task.train_data.x[:CALIBRATION] if task.has_batchnorm else None
-    ev = BatchedEvaluator(task, "cpu", bn="recompute" if task.has_batchnorm else None,
+    W = W.to(device)  # the weights start where each way runs, as decoded weights would
+    x_cal = task.train_data.x[:CALIBRATION].to(device) if task.has_batchnorm else None
+    ev = BatchedEvaluator(task, device, bn="recompute" if task.has_batchnorm else None,
                           calibration_size=CALIBRATION, formulation="auto")
-    evf, code_fn = factored_evaluator(task, man) if n_fact else (None, None)
-    ways = [("li", lambda lo, hi: li_loop(task, W[lo:hi], x_cal), n_li),
-            ("loop", lambda lo, hi: best_loop(task, W[lo:hi], x_cal), n_loop),
+    evf, code_fn = factored_evaluator(task, man, device) if n_fact else (None, None)
+    ways = [("li", lambda lo, hi: li_loop(task, W[lo:hi], x_cal, device), n_li),
+            ("loop", lambda lo, hi: best_loop(task, W[lo:hi], x_cal, device), n_loop),
             ("engine", lambda lo, hi: engine_batches(ev, W[lo:hi]), n_engine)]
     if evf is not None:
         ways.append(("factored", lambda lo, hi: factored_batches(evf, code_fn, pts[lo:hi]), n_fact))
@@ -294,6 +303,7 @@ def main():
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS scaling runs")
     p.add_argument("--manifold", choices=["autoencoder", "pca"], default="autoencoder",
                    help="the manifold that decodes the models (its affine head feeds (d))")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where (a)-(d) run")
     p.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--chunk-points", type=int, default=LandscapeSettings.chunk_points)
     a = p.parse_args()
@@ -302,11 +312,13 @@ def main():
         return
     # the peak is the best of 4096² mm timings taken before and after every task (a peak, on a
     # machine whose load comes and goes)
-    peaks = [peak_gflops()]
+    if a.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("landscape_throughput: --device cuda, but PyTorch sees no CUDA device")
+    peaks = [peak_gflops(device=a.device)]
     results = {}
     for t in a.tasks:
-        results[t] = bench_task(t, peaks[-1], method=a.manifold)
-        peaks.append(peak_gflops())
+        results[t] = bench_task(t, peaks[-1], method=a.manifold, device=a.device)
+        peaks.append(peak_gflops(device=a.device))
     peak = max(peaks)
     for r in results.values():
         r["peak_gflops"] = peak
