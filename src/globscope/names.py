@@ -142,7 +142,7 @@ __all__ = ["CriticalType", "RegionType", "PairType", "TreeType", "Choices", "MAN
            "TOPOLOGY_ENGINES", "TOPOLOGY_OUTPUTS", "BUILTIN_TASKS"]
 
 # the built-in tasks' names (globscope.tasks.BUILTIN_TASKS builds them; a test keeps the two equal)
-BUILTIN_TASKS = ("digits-mlp", "fashion-mlp", "fashion-cnn", "mnist-mlp")
+BUILTIN_TASKS = ("digits-mlp", "fashion-mlp", "fashion-cnn", "fashion-resnet", "mnist-mlp")
 
 # where the topology stage runs: Globscope's engine, native TTK through pvpython, or TTK when it runs
 TOPOLOGY_ENGINES = ("globscope", "ttk", "auto")

@@ -42,7 +42,7 @@ def test_builtin_models_run_on_their_data(name):
     loss, acc = task.evaluate(task.make_model(), task.eval_data.subset(64))
     assert np.isfinite(loss) and 0.0 <= acc <= 1.0
     assert task.layout.n_params == sum(p.numel() for p in task.make_model().parameters())
-    assert task.has_batchnorm == (name == "fashion-cnn")
+    assert task.has_batchnorm == (name in ("fashion-cnn", "fashion-resnet"))
 
 
 def user_task():

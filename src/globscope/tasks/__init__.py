@@ -100,6 +100,14 @@ def _fashion_cnn() -> Task:
                 description="CNN (2 conv-BatchNorm blocks) on Fashion-MNIST (10000 train / 2000 test)")
 
 
+def _fashion_resnet() -> Task:
+    return Task("fashion-resnet", models.small_resnet, datasets.fashion_mnist,
+                n_train=2000, n_eval=500, epochs=3, checkpoint_every=1,
+                description="ResNet (stride-2 stem, 4 basic blocks 16-16-32-64-64 with identity and 1x1-conv "
+                            "projection shortcuts, global average pooling; 151738 parameters) on Fashion-MNIST "
+                            "(2000 train / 500 test)")
+
+
 def _mnist_mlp() -> Task:
     return Task("mnist-mlp", lambda: models.mlp(784, (64,), 10), datasets.mnist,
                 n_train=10000, n_eval=2000, epochs=10, checkpoint_every=1,
@@ -110,6 +118,7 @@ BUILTIN_TASKS: dict[str, Callable[[], Task]] = {
     "digits-mlp": _digits_mlp,
     "fashion-mlp": _fashion_mlp,
     "fashion-cnn": _fashion_cnn,
+    "fashion-resnet": _fashion_resnet,
     "mnist-mlp": _mnist_mlp,
 }
 

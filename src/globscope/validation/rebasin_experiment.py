@@ -64,6 +64,15 @@ def trained_pairs(settings: RebasinSettings, out: Path, progress=None) -> tuple[
     return cs, [(f"a{i:02d}", f"b{i:02d}") for i in range(settings.pairs)]
 
 
+def check_permutable(task) -> None:
+    """Refuse, before any training or curve, a task whose model re-basin cannot permute: the one-line
+    GlobscopeError of :func:`~globscope.validation.rebasin.permutation_spec` names the module (a
+    residual block, say)."""
+    from globscope.validation.rebasin import permutation_spec
+
+    permutation_spec(task.make_model(), task.train_data.x[:1])
+
+
 def rebasin_runs(cs: CheckpointSet, task, pairs, out: Path, method: str, seed: int) -> tuple[list, list[dict]]:
     """Permute each pair's second run (its whole trajectory) into the first's basin, with the
     permutation matched on their final checkpoints; the permuted checkpoints are written as
@@ -140,6 +149,8 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
 
     bar = progress_factory or (lambda desc: None)
     out = Path(out)
+    if checkpoint_set is None:
+        check_permutable(get_task(settings.task))  # before minutes of training
     out.mkdir(parents=True, exist_ok=True)
     if checkpoint_set is not None:
         cs = stages.open_set(checkpoint_set, prefix=prefix)
@@ -155,6 +166,8 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
                                                                   f"{settings.task} models"))
         task = settings.task
     task = get_task(task)
+    if checkpoint_set is not None:
+        check_permutable(task)
     # The slow steps are stages of the folder's record: a rerun (another persistence threshold, an
     # interrupted run) reuses the re-basined models and the manifold when their inputs are the same.
     record = Bundle(out, record=RECORD)

@@ -96,6 +96,11 @@ def validate(bundle, connect: ConnectSettings = ConnectSettings(), paths: PathSe
     if not (bundle / "manifold.pt").is_file() or not (bundle / "landscape.json").is_file():
         raise GlobscopeError(f"{bundle}: not a bundle with a manifold and a landscape (manifold.pt, landscape.json)")
     out = bundle / VALIDATION
+    if rebasin is not None:  # a model re-basin cannot permute is refused before the curves
+        from globscope.tasks import get_task
+        from globscope.validation.rebasin_experiment import check_permutable
+
+        check_permutable(get_task(rebasin.task))
     man, models, landscapes = bundle_landscapes(bundle, connect.resolution, progress_factory)
     conn = connect_curves(models, landscapes, out, connect, progress=bar("mode-connectivity curves"))
     barriers = {name: p["curve_barrier"] for name, p in conn["pairs"].items()}
