@@ -209,7 +209,10 @@ def test_rebasin_experiment_on_two_pairs(tmp_path):
     assert done["rebasin"]["reused"] and done["manifold"]["reused"]
     assert (tmp_path / "manifold.pt").read_bytes() == manifold_bytes
     assert r2["n_basins"] <= r["n_basins"] and r2["topology"]["persistence"] == 0.3
-    assert [x["barrier_after"] for x in r2["pairs"]] == [x["barrier_after"] for x in r["pairs"]]
+    # the same models, so the same barriers; to float32 rounding, since the engine's ``auto`` choice
+    # (timed on a shared machine) may sum the loss in another order
+    np.testing.assert_allclose([x["barrier_after"] for x in r2["pairs"]], [x["barrier_after"] for x in r["pairs"]],
+                               rtol=1e-5, atol=1e-6)
     # a rerun with other training settings refuses the models already there instead of using them
     from globscope.validation.rebasin_experiment import trained_pairs
 
