@@ -467,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit", help="fit a manifold to a checkpoint set")
     set_args(s)
     s.add_argument("--method", choices=MANIFOLD_METHODS.names, help=f"default {fit.method}")
-    s.add_argument("--epochs", type=_at_least(1), help="autoencoder: most training epochs")
+    s.add_argument("--epochs", type=_at_least(1),
+                   help="autoencoder: most training epochs, the length of its lr schedule (default: the autoencoder's)")
     s.add_argument("--device", help="autoencoder: cpu, cuda, … (default: cuda when available)")
     s.add_argument("--out", required=True, help="manifold file, e.g. manifold.pt")
     s.set_defaults(fn=_cmd_fit)
@@ -594,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help=f"default {reb.seed}")
     s.add_argument("--dim", type=int, choices=LATENT_DIMS, help=f"latent dimension (default {fit.dim})")
     s.add_argument("--fit-epochs", type=_at_least(1),
-                   help=f"most epochs of the joint autoencoder (default {reb.fit_epochs})")
+                   help=f"most epochs of the joint autoencoder, the length of its lr schedule "
+                        f"(default {reb.fit_epochs})")
     s.add_argument("--persistence", type=float, help=f"basins' simplification threshold, a fraction of the "
                                                      f"log-loss range (default {topo.persistence}); a rerun into "
                                                      "the same --out reuses the models and the manifold")

@@ -244,8 +244,8 @@ class RebasinSettings(_Settings):
     # a checkpoint every 2 epochs: five a trajectory on mnist-mlp, 480 models with the re-basined
     # ones, which the joint autoencoder fits in minutes on 2 cores
     checkpoint_every: int | None = 2
-    # most epochs of the joint autoencoder (480 models of D = 50890 on mnist-mlp: about 0.45 s an
-    # epoch on 2 cores, so the whole experiment stays within half an hour)
+    # most epochs of the joint autoencoder, the length of its lr schedule (480 models of D = 50890
+    # on mnist-mlp: about 0.45 s an epoch on 2 cores, so the whole experiment stays within half an hour)
     fit_epochs: int = 1200
     seed: int = 0
 

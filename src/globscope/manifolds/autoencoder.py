@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 
 import numpy as np
 import torch
@@ -39,9 +40,19 @@ class AutoencoderManifold(Manifold):
     activation : {"elu", "relu", "tanh", "gelu"}
         Non-linearity. ELU keeps the decoder smooth, so the loss field has no kinks of its own.
     epochs : int
-        Most full passes over the training models.
+        Most full passes over the training models; also the length of the cosine schedule.
     lr : float
-        Adam's learning rate.
+        Adam's (peak) learning rate.
+    beta2 : float
+        Adam's second-moment decay. 0.95 rather than torch's 0.999: with full-batch gradients,
+        whose scale keeps shrinking, the steps stay larger for longer.
+    schedule : {"cosine", "constant"}
+        Learning rate per epoch (``lr_at``): "cosine" warms up linearly over the first 5 % of
+        ``epochs``, then decays to 0 along a half cosine; "constant" keeps ``lr``.
+        ``PAPER_RECIPE`` holds the paper's settings (constant 1e-3, beta2 0.999, 4000 epochs).
+        ``benchmarks/fit_speed.py`` compares the two: on the digits-mlp zoo the defaults reach a
+        lower error in 2500 epochs than the paper's in 4000; on fashion-mlp they stopped early
+        (patience) at 1044 epochs with about twice its error.
     batch_size : int or None
         Models per step; None trains on all models at once.
     weight_decay : float
@@ -59,15 +70,21 @@ class AutoencoderManifold(Manifold):
     """
 
     method = "autoencoder"
+    PAPER_RECIPE = {"epochs": 4000, "lr": 1e-3, "beta2": 0.999, "schedule": "constant"}
+    SCHEDULES = ("cosine", "constant")
+    ADDED_PARAMS = {"beta2": 0.999, "schedule": "constant"}  # before issue 13: the paper's recipe
+    WARMUP = 0.05  # share of the epochs of the cosine schedule's linear warm-up
 
-    def __init__(self, dim=2, hidden=(128, 64, 16), activation="elu", epochs=4000, lr=1e-3,
-                 batch_size=None, weight_decay=0.0, val_fraction=0.1, patience=400,
+    def __init__(self, dim=2, hidden=(128, 64, 16), activation="elu", epochs=2500, lr=2e-3, beta2=0.95,
+                 schedule="cosine", batch_size=None, weight_decay=0.0, val_fraction=0.1, patience=400,
                  standardize="global", seed=0, device=None):
         self.dim = dim
         self.hidden = tuple(hidden)
         self.activation = activation
         self.epochs = epochs
         self.lr = lr
+        self.beta2 = beta2
+        self.schedule = schedule
         self.batch_size = batch_size
         self.weight_decay = weight_decay
         self.val_fraction = val_fraction
@@ -77,6 +94,17 @@ class AutoencoderManifold(Manifold):
         self.device = device
         if activation not in ACTIVATIONS:
             raise GlobscopeError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
+        if schedule not in self.SCHEDULES:
+            raise GlobscopeError(f"schedule must be one of {self.SCHEDULES}, not {schedule!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based) under ``schedule``."""
+        if self.schedule == "constant":
+            return self.lr
+        warm = max(1, round(self.WARMUP * self.epochs))
+        if epoch < warm:
+            return self.lr * (epoch + 1) / warm
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (epoch - warm) / max(1, self.epochs - warm)))
 
     def _device(self) -> torch.device:
         return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -99,12 +127,14 @@ class AutoencoderManifold(Manifold):
         Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
         Xtr, Xval = Xt[tr_idx], Xt[val_idx]
         params = list(enc.parameters()) + list(dec.parameters())
-        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, self.beta2), weight_decay=self.weight_decay)
         bs = self.batch_size or len(Xtr)
         gen = torch.Generator().manual_seed(self.seed)
         best, best_epoch, best_state = np.inf, 0, None
         history = []
         for epoch in range(self.epochs):
+            for group in opt.param_groups:
+                group["lr"] = self.lr_at(epoch)
             enc.train(), dec.train()
             order = torch.randperm(len(Xtr), generator=gen).to(dev) if bs < len(Xtr) else None
             for s in range(0, len(Xtr), bs):

@@ -73,6 +73,8 @@ class Manifold:
     """
 
     method: str = ""
+    # hyper-parameters added since the first file format, with the value files without them were fitted with
+    ADDED_PARAMS: dict = {}
 
     # -- scikit-learn's parameter contract --------------------------------------------------
     @classmethod
@@ -314,7 +316,9 @@ def load_manifold(path) -> Manifold:
     path = Path(path)
     blob = _read_blob(path)
     try:
-        obj = METHODS[blob["method"]](**blob["params"])
+        cls = METHODS[blob["method"]]
+        # files written before a hyper-parameter existed were fitted with its older value
+        obj = cls(**{**cls.ADDED_PARAMS, **blob["params"]})
         obj.n_features_in_ = blob["n_features_in_"]
         obj.fit_seconds_ = blob["fit_seconds_"]
         obj.scaler_ = Standardizer.from_state(blob["scaler_"])
