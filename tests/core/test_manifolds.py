@@ -356,9 +356,12 @@ def test_autoencoder_that_diverges_at_once_says_so():
             make_manifold("autoencoder", 2, epochs=50).fit(W)
 
 
-def test_autoencoder_keeps_its_best_state_when_the_loss_turns_nan_later():
+@pytest.mark.parametrize("val_fraction, n_epochs", [(0.0, 21), (0.1, 22)])
+def test_autoencoder_keeps_its_best_state_when_the_loss_turns_nan_later(val_fraction, n_epochs):
+    """Held out: the poisoned weights are scored after epoch 22's step; nothing held out: the
+    loss of epoch 22's step scores them as epoch 21's weights, and no step is taken."""
     W = random_models(D=12)
-    man = make_manifold("autoencoder", 2, epochs=100, patience=100, seed=0)
+    man = make_manifold("autoencoder", 2, epochs=100, patience=100, seed=0, val_fraction=val_fraction)
 
     def poison(fraction):  # called every 20 epochs: after epoch 21 (index 20) the weights are NaN
         if 0 < fraction < 1:
@@ -366,7 +369,25 @@ def test_autoencoder_keeps_its_best_state_when_the_loss_turns_nan_later():
                 man.encoder_[0].weight.fill_(float("nan"))
 
     man.fit(W, progress=poison)
-    assert man.n_epochs_ == 22 and np.isnan(man.history_[-1]) and np.isfinite(man.history_[:-1]).all()
+    assert man.n_epochs_ == n_epochs == len(man.history_)
+    assert np.isnan(man.history_[-1]) and np.isfinite(man.history_[:-1]).all()
     assert man.best_epoch_ <= 20 and man.monitor_loss_ == man.history_[man.best_epoch_] == np.min(man.history_[:-1])
     assert all(torch.isfinite(p).all() for p in man.encoder_.parameters())
     assert np.isfinite(man.transform(W)).all() and np.isfinite(man.inverse_transform(np.zeros((2, 2)))).all()
+
+
+@pytest.mark.parametrize("epochs, patience", [(60, 400), (400, 5)])
+def test_autoencoder_score_is_the_kept_state_s_loss(epochs, patience):
+    """With nothing held out each step's loss scores the weights before it: the kept state's
+    recorded loss equals its training loss recomputed from the fitted model (to the last few bits),
+    whether the fit ran out of epochs or stopped on patience."""
+    W = random_models(D=30)
+    man = make_manifold("autoencoder", 2, epochs=epochs, patience=patience, seed=1).fit(W)
+    X = torch.as_tensor(man.scaler_.transform(W), dtype=torch.float32)
+    with torch.no_grad():
+        direct = float(torch.mean((man.decoder_(man.encoder_(X)) - X) ** 2))
+    assert man.monitor_loss_ == pytest.approx(direct, rel=1e-5)
+    assert man.monitor_loss_ == man.history_[man.best_epoch_] == man.history_.min()
+    assert len(man.history_) == man.n_epochs_
+    if patience < epochs:
+        assert man.n_epochs_ - 1 - man.best_epoch_ == patience
