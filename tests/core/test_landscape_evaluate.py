@@ -309,18 +309,26 @@ def tiny_pool_cnn_task(bn=True):
     return Task("tiny-pool-cnn" + ("-bn" if bn else ""), make, _tiny_data((1, 7, 7)))
 
 
+def _random_bn_statistics(models, seed: int, scales: bool = False):
+    """Random BatchNorm running statistics (and, with ``scales``, random affine scales, negative
+    ones too, which the grouped formulation folds into the convolutions) on ``models``."""
+    torch.manual_seed(seed)
+    for m in models:
+        for b in m.modules():
+            if isinstance(b, nn.BatchNorm2d):
+                b.running_mean.normal_()
+                b.running_var.uniform_(0.5, 2.0)
+                if scales and b.affine:
+                    b.weight.data.normal_()
+    return models
+
+
 @pytest.mark.parametrize("task_fn,bn", [(tiny_bn_cnn_task, "recompute"), (tiny_bn_cnn_task, "reference"),
                                         (lambda: tiny_pool_cnn_task(True), "recompute"),
                                         (lambda: tiny_pool_cnn_task(False), None)])
 def test_grouped_equals_per_model_loop(task_fn, bn):
     task = task_fn()
-    ms = _models(task, 7, seed=11)
-    torch.manual_seed(12)
-    for m in ms:
-        for b in m.modules():
-            if isinstance(b, nn.BatchNorm2d):
-                b.running_mean.normal_()
-                b.running_var.uniform_(0.5, 2.0)
+    ms = _random_bn_statistics(_models(task, 7, seed=11), seed=12)
     W = _flat(task, ms)
     bufs = None
     if bn == "reference":
@@ -375,15 +383,7 @@ def test_grouped_variants_equal_per_model_loop(kind, bn):
 
     task = variant_cnn_task(kind)
     assert groupable(task.make_model())
-    ms = _models(task, 6, seed=21)
-    torch.manual_seed(22)
-    for m in ms:
-        for b in m.modules():
-            if isinstance(b, nn.BatchNorm2d):
-                b.running_mean.normal_()
-                b.running_var.uniform_(0.5, 2.0)
-                if b.affine:
-                    b.weight.data.normal_()  # negative scales too (folded into the convolutions)
+    ms = _random_bn_statistics(_models(task, 6, seed=21), seed=22, scales=True)
     W = _flat(task, ms)
     bn = bn if task.has_batchnorm else None
     bufs = None
