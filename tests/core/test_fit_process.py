@@ -20,7 +20,10 @@ def test_same_manifold_as_in_this_process_with_progress(digits_zoo, tmp_path):
                          progress=seen.append)
     here = stages.fit(stages.load_models(digits_zoo, "digits-mlp"), settings)
     W = stages.load_models(digits_zoo, "digits-mlp").W
-    assert np.allclose(load_manifold(out).transform(W), here.transform(W), atol=1e-5)
+    # equal to float32 rounding: the child runs on the machine's threads, this process on one
+    # (conftest), so the products sum in another order
+    Z = here.transform(W)
+    np.testing.assert_allclose(load_manifold(out).transform(W), Z, rtol=0, atol=1e-5 * np.abs(Z).max())
     assert seen and seen == sorted(seen) and 0 < seen[-1] <= 1
 
 
