@@ -149,9 +149,6 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
 
     bar = progress_factory or (lambda desc: None)
     out = Path(out)
-    if checkpoint_set is None:
-        check_permutable(get_task(settings.task))  # before minutes of training
-    out.mkdir(parents=True, exist_ok=True)
     if checkpoint_set is not None:
         cs = stages.open_set(checkpoint_set, prefix=prefix)
         if not pairs:
@@ -162,12 +159,13 @@ def rebasin_experiment(out, settings: RebasinSettings = RebasinSettings(), check
         if task is None:
             raise GlobscopeError(f"{cs.root}: the checkpoint set names no task; give one (--task)")
     else:
-        cs, pair_list = trained_pairs(settings, out, progress=bar(f"training {2 * settings.pairs} "
-                                                                  f"{settings.task} models"))
         task = settings.task
     task = get_task(task)
-    if checkpoint_set is not None:
-        check_permutable(task)
+    check_permutable(task)  # before minutes of training
+    out.mkdir(parents=True, exist_ok=True)
+    if checkpoint_set is None:
+        cs, pair_list = trained_pairs(settings, out, progress=bar(f"training {2 * settings.pairs} "
+                                                                  f"{settings.task} models"))
     # The slow steps are stages of the folder's record: a rerun (another persistence threshold, an
     # interrupted run) reuses the re-basined models and the manifold when their inputs are the same.
     record = Bundle(out, record=RECORD)
