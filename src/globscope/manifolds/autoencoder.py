@@ -74,7 +74,8 @@ class AutoencoderManifold(Manifold):
     method = "autoencoder"
     PAPER_RECIPE = {"epochs": 4000, "lr": 1e-3, "beta2": 0.999, "schedule": "constant", "val_fraction": 0.1}
     SCHEDULES = ("cosine", "constant")
-    ADDED_PARAMS = {"beta2": 0.999, "schedule": "constant"}  # before issue 13: the paper's recipe
+    # files from before issue 13 have no beta2 or schedule: they were fitted with the paper's
+    ADDED_PARAMS = {"beta2": PAPER_RECIPE["beta2"], "schedule": PAPER_RECIPE["schedule"]}
     WARMUP = 0.05  # share of the epochs of the cosine schedule's linear warm-up
 
     def __init__(self, dim=2, hidden=(128, 64, 16), activation="elu", epochs=800, lr=1e-2, beta2=0.95,
