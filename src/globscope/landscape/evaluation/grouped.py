@@ -249,16 +249,14 @@ class Grouped(Formulation):
         blocks' products (a last row or column the windows do not reach is left out, as
         ``max_pool2d`` does)."""
         st = self.steps[0]
-        m = st.module
-        (h, w), _ = self._first_geometry(x.shape)
-        P = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)  # (n, K, h·w)
-        n, K = P.shape[:2]
+        P, (h, w) = self.unfold(x)  # (n·h·w, K)
         if st.pool is None:
-            return P.transpose(1, 2).reshape(1, n * h * w, K), (h, w)
+            return P[None], (h, w)
+        n, K = len(x), P.shape[1]
         ph, pw = st.pool
         H, W = h // ph, w // pw
-        P = P.view(n, K, h, w)[:, :, :H * ph, :W * pw].reshape(n, K, H, ph, W, pw)
-        return P.permute(3, 5, 0, 2, 4, 1).reshape(ph * pw, n * H * W, K), (H, W)
+        P = P.view(n, h, w, K)[:, :H * ph, :W * pw].reshape(n, H, ph, W, pw, K)
+        return P.permute(2, 4, 0, 1, 3, 5).reshape(ph * pw, n * H * W, K), (H, W)
 
     def _eval_patches(self, xb: torch.Tensor, start: int) -> tuple[torch.Tensor, tuple[int, int]]:
         """Patches of the evaluation examples ``start …`` (``xb``): rows of those of the whole set,
